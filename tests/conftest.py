@@ -1,0 +1,99 @@
+"""Shared fixtures: a migrated database per test, on SQLite and PostgreSQL.
+
+Database tests take the `engine` fixture. It runs once on a fresh SQLite
+file and, when CASHMATCH_TEST_POSTGRES_URL is set, once more on a fresh
+PostgreSQL database cloned from a migrated template.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from models.db import make_engine, migrate
+
+POSTGRES_URL = os.environ.get("CASHMATCH_TEST_POSTGRES_URL", "")
+SAMPLES_DIR = os.environ.get("CASHMATCH_SAMPLES_DIR", "")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "cashmatch.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template():
+    if not POSTGRES_URL:
+        pytest.skip("CASHMATCH_TEST_POSTGRES_URL is not set")
+    name = f"cashmatch_template_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name)
+    engine = make_engine(url.render_as_string(hide_password=False))
+    migrate(engine)
+    engine.dispose()
+    yield admin, name
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _postgres_clone(template) -> tuple[str, callable]:
+    admin, template_name = template
+    name = f"cashmatch_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(
+            text(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+        )
+    url = make_url(POSTGRES_URL).set(database=name)
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return url.render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path, sqlite_template):
+    """Return the URL of a fresh, migrated database."""
+    if request.param == "sqlite":
+        path = tmp_path / "cashmatch.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+
+    template = request.getfixturevalue("postgres_template")
+    url, drop = _postgres_clone(template)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def engine(database_url):
+    """Return an engine on a fresh, migrated database."""
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def samples_dir() -> Path:
+    """Return the folder of the public sample statements, or skip."""
+    if not SAMPLES_DIR:
+        pytest.skip("CASHMATCH_SAMPLES_DIR is not set; the sample tests need it")
+    path = Path(SAMPLES_DIR)
+    if not path.is_dir():
+        pytest.skip(f"CASHMATCH_SAMPLES_DIR={SAMPLES_DIR} is not a folder")
+    return path
