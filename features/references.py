@@ -83,7 +83,15 @@ class ReferenceIndex:
         """Return the numbers a memo names, strongest first, one hit each."""
         best: dict[str, ReferenceHit] = {}
         for text in _memo_phrases(memo):
-            for target, strength in self._lookup(text).items():
+            found = self._lookup(text)
+            if not found:
+                continue
+            # A phrase that spells one number exactly is that number, not a
+            # typo of its neighbours (XS2410-0031 is one deletion from -0032).
+            top = max(found.values())
+            for target, strength in found.items():
+                if strength < top:
+                    continue
                 known = best.get(target)
                 if known is None or strength > known.strength:
                     best[target] = ReferenceHit(target, strength, text)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from models.errors import Problem
+
 CHANNELS = ("transfer", "alipay", "wechat", "cash")
 
 
@@ -16,6 +18,13 @@ class StatementRecord:
     `amount` is signed: positive is money in. `line_ref` follows the rules
     for line references: the bank's transaction id, else `<file>:<n>`, with
     `#2`, `#3` suffixes where one id covers several lines.
+
+    `bank_id` is the bank's own id for the transaction without any suffix,
+    empty when the file gives none; de-duplication keys use it.
+    `customer_reference` is the payer's reference where the format has a
+    field for it (the MT940 `:61:` customer reference, a camt EndToEndId).
+    `balance` is the running balance after the line when the file shows one.
+    `source_line` is the line (or row) number in the file, counted from 1.
     """
 
     line_ref: str
@@ -32,6 +41,9 @@ class StatementRecord:
     is_reversal: bool = False
     unknown_type: bool = False
     source_line: int | None = None
+    bank_id: str = ""
+    customer_reference: str = ""
+    balance: Decimal | None = None
 
 
 @dataclass
@@ -47,6 +59,9 @@ class ParsedStatement:
     opening_balance: Decimal | None = None
     closing_balance: Decimal | None = None
     notes: list[str] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
+    encoding: str | None = None
+    profile: str | None = None
 
     @property
     def total(self) -> Decimal:

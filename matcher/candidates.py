@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from features.references import ReferenceHit
+from features.references import TYPO, ReferenceHit
 from ingest.records import StatementRecord
 from matcher.index import MatchIndex, NameMatch, OpenOrder
 from models.money import from_cents, to_cents
@@ -91,7 +91,10 @@ def block(index: MatchIndex, line: StatementRecord) -> LineContext:
     ranked: dict[str, float] = {}
     for order_id, strength in referenced.items():
         cid = index.orders[order_id].customer_id
-        ranked[cid] = max(ranked.get(cid, 0.0), 200.0 + strength)
+        # A typo hit is weaker evidence than the payer's known account or
+        # exact name, because one digit off often lands on another order.
+        weight = 200.0 + strength if strength > TYPO else 95.0
+        ranked[cid] = max(ranked.get(cid, 0.0), weight)
     for cid, count in by_account.items():
         ranked[cid] = max(ranked.get(cid, 0.0), 150.0 + min(count, 20))
     for cid, match in names.items():
@@ -129,8 +132,11 @@ def _customer_candidates(
     cents = context.cents
     found: list[Candidate] = []
 
-    referenced = [o for o in orders if o.order_id in context.referenced_orders]
+    strengths = context.referenced_orders
+    referenced = [o for o in orders if o.order_id in strengths]
     if referenced:
+        strongest = max(strengths[o.order_id] for o in referenced)
+        referenced = [o for o in referenced if strengths[o.order_id] == strongest]
         found.append(_fill(index, "reference", cid, referenced, cents))
         found[-1].reasons.insert(
             0, "order " + ", ".join(o.order_id for o in referenced) + " in memo"

@@ -8,6 +8,7 @@ left. All amounts inside are integer cents.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -156,10 +157,41 @@ class MatchIndex:
             deposit=deposit,
             currency=order.currency,
         )
+        if order.order_id in self.orders:
+            self.remove_order(order.order_id)
         self.orders[order.order_id] = state
-        self.open_by_customer[order.customer_id].append(order.order_id)
+        # Insert in date order, so each customer's list stays oldest first.
+        insort(
+            self.open_by_customer[order.customer_id],
+            order.order_id,
+            key=lambda oid: (self.orders[oid].order_date, oid),
+        )
         self.amount_index[state.open].add(order.order_id)
         self.references.add(order.order_id, "order:" + order.order_id)
+
+    def remove_order(self, order_id: str) -> None:
+        """Drop an order from blocking; its number stays a known reference."""
+        state = self.orders.pop(order_id, None)
+        if state is None:
+            return
+        self.amount_index[state.open].discard(order_id)
+        self.open_by_customer[state.customer_id].remove(order_id)
+
+    def reset_open(self, orders: Iterable[OrderRecord]) -> None:
+        """Take the open amounts and statuses of an ERP export as the truth.
+
+        Orders that the export no longer shows as open leave blocking;
+        orders that are new or open again join it.
+        """
+        for order in orders:
+            is_open = order.status.lower() in OPEN_STATUSES and order.open_amount > 0
+            state = self.orders.get(order.order_id)
+            if not is_open:
+                self.remove_order(order.order_id)
+            elif state is None or state.customer_id != order.customer_id:
+                self.add_order(order)
+            else:
+                self.set_open(order.order_id, to_cents(order.open_amount))
 
     def add_invoice(self, invoice: InvoiceRecord) -> None:
         """Index an invoice number as a pointer to its orders."""
@@ -184,8 +216,13 @@ class MatchIndex:
         order = self.orders.get(order_id)
         if order is None:
             return
+        self.set_open(order_id, max(0, order.open - cents))
+
+    def set_open(self, order_id: str, cents: int) -> None:
+        """Set an order's open amount, keeping the amount index in step."""
+        order = self.orders[order_id]
         self.amount_index[order.open].discard(order_id)
-        order.open = max(0, order.open - cents)
+        order.open = cents
         if order.open > 0:
             self.amount_index[order.open].add(order_id)
 
@@ -223,9 +260,9 @@ class MatchIndex:
             if known is None or match.score > known.score:
                 matches[match.customer_id] = match
 
-        for cid in self.exact_names.get(full, ()) | self.exact_names.get(core, set()):
+        for cid in self.exact_names.get(full, set()) | self.exact_names.get(core, set()):
             keep(NameMatch(cid, 100.0, exact=True))
-        for cid in self.alias_names.get(full, ()) | self.alias_names.get(core, set()):
+        for cid in self.alias_names.get(full, set()) | self.alias_names.get(core, set()):
             keep(NameMatch(cid, 98.0, alias=True))
         for cid, count in self.seen_names.get(full, {}).items():
             keep(NameMatch(cid, 97.0, alias=True))

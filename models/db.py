@@ -30,15 +30,25 @@ def make_engine(url: str) -> Engine:
         url, connect_args={"check_same_thread": False, "timeout": 30}
     )
     event.listen(engine, "connect", _configure_sqlite)
+    event.listen(engine, "begin", _begin_immediate)
     return engine
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
+    # The sqlite3 module's own transaction handling breaks SAVEPOINT; turn it
+    # off and let `_begin_immediate` open every transaction instead.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _begin_immediate(connection) -> None:
+    # IMMEDIATE takes the write lock at the start, so two writers queue on
+    # the busy timeout instead of failing when the second one upgrades.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def migrate(engine: Engine) -> None:

@@ -86,6 +86,7 @@ class SalesOrder(SQLModel, table=True):
     currency: str = Field(default="CNY", max_length=3)
     deposit_amount: Decimal | None = money_field(nullable=True, default=None)
     status: str = Field(default="open", max_length=16, index=True)
+    erp_as_of: datetime = Field(default_factory=utcnow)
     version: int = 1
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -128,8 +129,11 @@ class ImportBatch(SQLModel, table=True):
     lines_total: int = 0
     lines_new: int = 0
     lines_already_imported: int = 0
+    lines_rejected: int = 0
     status: str = Field(default="imported", max_length=16)
     actor: str = Field(default="system", max_length=128)
+    voided_by: str | None = Field(default=None, max_length=128)
+    voided_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -161,6 +165,7 @@ class StatementLine(SQLModel, table=True):
     batch_id: int | None = Field(default=None, foreign_key="import_batch.id")
     source_line: int | None = None
     status: str = Field(default="new", max_length=16, index=True)
+    customer_id: str | None = Field(default=None, max_length=64, index=True)
     decision: str | None = Field(default=None, max_length=16)
     confidence: float | None = None
     anomaly_score: float | None = None
@@ -286,4 +291,35 @@ class ApiKey(SQLModel, table=True):
     user_name: str = Field(foreign_key="app_user.name")
     role: str = Field(max_length=16)
     revoked_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelVersion(SQLModel, table=True):
+    """A trained model: where its file is, how it scored, whether it serves."""
+
+    __tablename__ = "model_version"
+
+    version: str = Field(primary_key=True, max_length=64)
+    path: str = Field(max_length=1000)
+    mlflow_run_id: str | None = Field(default=None, max_length=64)
+    registry_version: str | None = Field(default=None, max_length=16)
+    source: str = Field(default="history", max_length=32)
+    metrics: dict | None = json_field()
+    status: str = Field(default="candidate", max_length=16, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    promoted_at: datetime | None = None
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first response to a write that carried an Idempotency-Key."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("actor", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str = Field(max_length=128)
+    key: str = Field(max_length=200)
+    request_hash: str = Field(max_length=64)
+    status_code: int = 0
+    body: dict | list | None = json_field()
     created_at: datetime = Field(default_factory=utcnow)

@@ -22,6 +22,19 @@ POSTGRES_URL = os.environ.get("CASHMATCH_TEST_POSTGRES_URL", "")
 SAMPLES_DIR = os.environ.get("CASHMATCH_SAMPLES_DIR", "")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_cold_start(tmp_path_factory):
+    """Train the cold-start model once per test run, not once per test."""
+    folder = tmp_path_factory.mktemp("cold-start")
+    previous = os.environ.get("CASHMATCH_COLD_START_DIR")
+    os.environ["CASHMATCH_COLD_START_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("CASHMATCH_COLD_START_DIR", None)
+    else:
+        os.environ["CASHMATCH_COLD_START_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("template") / "cashmatch.db"
@@ -53,9 +66,7 @@ def _postgres_clone(template) -> tuple[str, callable]:
     admin, template_name = template
     name = f"cashmatch_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as connection:
-        connection.execute(
-            text(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-        )
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"'))
     url = make_url(POSTGRES_URL).set(database=name)
 
     def drop() -> None:

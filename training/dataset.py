@@ -38,6 +38,9 @@ class Example:
     identified: bool
     customer_id: str | None
     anomaly: list[float]
+    # False when no candidate equals the truth: the line only validates,
+    # as a line whose top candidate is wrong.
+    covered: bool = True
 
 
 @dataclass
@@ -100,20 +103,34 @@ def replay(
     index: MatchIndex,
     lines: Iterable[StatementRecord],
     allocations: Iterable[AllocationRecord],
+    *,
+    orders: Iterable[OrderRecord] = (),
+    label: bool = True,
 ) -> tuple[list[Example], ReplayReport]:
-    """Label the candidates of each past line, then book its true allocation."""
+    """Label the candidates of each past line, then book its true allocation.
+
+    `orders` not yet in the index join it on their order date, so a past
+    line never sees an order placed after it. With `label` false the lines
+    are only booked, which is enough to learn payer habits.
+    """
     by_line: dict[str, list[AllocationRecord]] = defaultdict(list)
     for row in allocations:
         by_line[row.line_ref].append(row)
+    pending = sorted(
+        (order for order in orders if order.order_id not in index.orders),
+        key=lambda order: (order.order_date, order.order_id),
+    )
 
     examples: list[Example] = []
     report = ReplayReport()
     ordered = sorted(lines, key=lambda line: (line.booking_date, line.line_ref))
     for line in ordered:
+        pending = _add_placed_orders(index, pending, line.booking_date)
         truth = by_line.get(line.line_ref, [])
-        example = _label_line(index, line, truth, report)
-        if example is not None:
-            examples.append(example)
+        if label:
+            example = _label_line(index, line, truth, report)
+            if example is not None:
+                examples.append(example)
         _book_truth(index, line, truth)
     log.info(
         "replayed %d labelled lines: %d with the right candidate, %d without",
@@ -124,20 +141,38 @@ def replay(
     return examples, report
 
 
+def _add_placed_orders(
+    index: MatchIndex, pending: list[OrderRecord], day: date
+) -> list[OrderRecord]:
+    """Add the pending orders placed on or before `day`; return the rest."""
+    placed = 0
+    while placed < len(pending) and pending[placed].order_date <= day:
+        index.add_order(pending[placed])
+        placed += 1
+    if placed:
+        index.sort_open_orders()
+    return pending[placed:]
+
+
 def _label_line(index, line, truth, report) -> Example | None:
     context = block(index, line)
     candidates = generate(index, context)
     key = truth_candidate_key(truth)
     labels = np.array([_matches(c, key) for c in candidates], dtype=np.int32)
     report.lines += 1
-    if labels.sum() == 0:
+    covered = bool(labels.sum())
+    if covered:
+        report.covered += 1
+        # Only the first equal candidate is the positive one.
+        first = int(np.argmax(labels))
+        labels[:] = 0
+        labels[first] = 1
+    else:
         report.missed += 1
+    if len(candidates) < 2:
+        # Money out and other lines with no candidate but "no match" teach
+        # the ranker nothing.
         return None
-    report.covered += 1
-    # Only the first equal candidate is the positive one.
-    first = int(np.argmax(labels))
-    labels[:] = 0
-    labels[first] = 1
     customer = key[0] or None
     return Example(
         line_ref=line.line_ref,
@@ -148,6 +183,7 @@ def _label_line(index, line, truth, report) -> Example | None:
         identified=bool(context.customers),
         customer_id=customer,
         anomaly=anomaly_features(line, customer, {}),
+        covered=covered,
     )
 
 

@@ -50,13 +50,15 @@ def split_by_time(examples: list[Example], share: float):
 
 
 def evaluate_top(ranker: CandidateRanker, examples: list[Example]):
-    """Return each line's calibrator inputs and whether its top was right."""
-    summaries, right = [], []
+    """Return each line's calibrator inputs, whether its top was right, its kind."""
+    summaries, right, top_kinds = [], [], []
     for example in examples:
         scores = ranker.predict(example.features)
+        top = int(np.argmax(scores))
         summaries.append(line_summary(scores, example.kinds, example.identified))
-        right.append(int(example.labels[int(np.argmax(scores))] == 1))
-    return np.asarray(summaries), np.asarray(right)
+        right.append(int(example.labels[top] == 1))
+        top_kinds.append(example.kinds[top])
+    return np.asarray(summaries), np.asarray(right), top_kinds
 
 
 def train_model(
@@ -71,9 +73,9 @@ def train_model(
         )
 
     fit_part, validation = split_by_time(examples, settings.validation_share)
-    ranker = _fit_ranker(fit_part, settings)
-    summaries, right = evaluate_top(ranker, validation)
-    calibrator, threshold = _calibrate(summaries, right, settings)
+    ranker = _fit_ranker([e for e in fit_part if e.covered], settings)
+    summaries, right, top_kinds = evaluate_top(ranker, validation)
+    calibrator, threshold = _calibrate(summaries, right, top_kinds, settings)
 
     model = MatchModel(
         ranker=ranker,
@@ -111,7 +113,7 @@ def _fit_ranker(examples: list[Example], settings: TrainSettings) -> CandidateRa
     ).fit(X, y, group=group, feature_names=FEATURE_NAMES)
 
 
-def _calibrate(summaries, right, settings: TrainSettings):
+def _calibrate(summaries, right, top_kinds, settings: TrainSettings):
     if len(set(right.tolist())) < 2:
         # Every validation line was right (or wrong): nothing to calibrate
         # against, so the confidence is the observed rate, with a threshold
@@ -123,8 +125,12 @@ def _calibrate(summaries, right, settings: TrainSettings):
         return None, 1.01
     calibrator = ConfidenceCalibrator().fit(summaries, right)
     confidence = calibrator.predict_proba_right(summaries)
+    # A line whose top is "no match" is never decided automatically, so only
+    # the others tell how precise automatic decisions are above a cut.
+    bookable = np.array([kind != "none" for kind in top_kinds], dtype=bool)
     threshold = choose_threshold(
-        confidence, right, target_precision=settings.target_precision
+        confidence[bookable], right[bookable],
+        target_precision=settings.target_precision,
     )
     return calibrator, threshold
 

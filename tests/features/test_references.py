@@ -37,3 +37,23 @@ def test_find_several_orders_in_one_memo(index):
 
 def test_find_nothing_in_plain_memo(index):
     assert index.find("货款") == []
+
+
+def test_find_exact_number_not_its_neighbours():
+    index = ReferenceIndex()
+    for number in ("XS2410-0031", "XS2410-0032", "XS2410-0033"):
+        index.add(number)
+
+    hits = index.find("付XS2410-0032货款")
+
+    assert [(hit.target_id, hit.strength) for hit in hits] == [("XS2410-0032", EXACT)]
+
+
+def test_find_typo_without_exact_number():
+    index = ReferenceIndex()
+    for number in ("XS2410-0031", "XS2410-0052"):
+        index.add(number)
+
+    hits = index.find("XS2410-0081")
+
+    assert [(hit.target_id, hit.strength) for hit in hits] == [("XS2410-0031", TYPO)]

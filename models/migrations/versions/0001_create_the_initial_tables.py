@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 10:41:26.538243
+Create Date: 2026-12-04 15:12:26.984958
 """
 
 from alembic import op
@@ -53,6 +53,17 @@ def upgrade() -> None:
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('customer_id')
     )
+    op.create_table('idempotency_record',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('request_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=False),
+    sa.Column('body', sa.JSON(), nullable=True),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('actor', 'key')
+    )
     op.create_table('import_batch',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('file_name', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
@@ -65,8 +76,11 @@ def upgrade() -> None:
     sa.Column('lines_total', sa.Integer(), nullable=False),
     sa.Column('lines_new', sa.Integer(), nullable=False),
     sa.Column('lines_already_imported', sa.Integer(), nullable=False),
+    sa.Column('lines_rejected', sa.Integer(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('voided_by', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+    sa.Column('voided_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
@@ -83,6 +97,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('invoice', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_invoice_customer_id'), ['customer_id'], unique=False)
+
+    op.create_table('model_version',
+    sa.Column('version', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('path', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('mlflow_run_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('registry_version', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('metrics', sa.JSON(), nullable=True),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('promoted_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('version')
+    )
+    with op.batch_alter_table('model_version', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_model_version_status'), ['status'], unique=False)
 
     op.create_table('api_key',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -134,6 +163,7 @@ def upgrade() -> None:
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('deposit_amount', models.money.Money(), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('erp_as_of', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customer.customer_id'], ),
@@ -163,6 +193,7 @@ def upgrade() -> None:
     sa.Column('batch_id', sa.Integer(), nullable=True),
     sa.Column('source_line', sa.Integer(), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('customer_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('decision', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
     sa.Column('confidence', sa.Float(), nullable=True),
     sa.Column('anomaly_score', sa.Float(), nullable=True),
@@ -178,6 +209,7 @@ def upgrade() -> None:
     with op.batch_alter_table('statement_line', schema=None) as batch_op:
         batch_op.create_index('ix_statement_line_account_ref', ['account', 'line_ref'], unique=False)
         batch_op.create_index(batch_op.f('ix_statement_line_booking_date'), ['booking_date'], unique=False)
+        batch_op.create_index(batch_op.f('ix_statement_line_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_statement_line_status'), ['status'], unique=False)
 
     op.create_table('allocation',
@@ -290,6 +322,7 @@ def downgrade() -> None:
     op.drop_table('allocation')
     with op.batch_alter_table('statement_line', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_statement_line_status'))
+        batch_op.drop_index(batch_op.f('ix_statement_line_customer_id'))
         batch_op.drop_index(batch_op.f('ix_statement_line_booking_date'))
         batch_op.drop_index('ix_statement_line_account_ref')
 
@@ -310,6 +343,10 @@ def downgrade() -> None:
 
     op.drop_table('customer_account')
     op.drop_table('api_key')
+    with op.batch_alter_table('model_version', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_model_version_status'))
+
+    op.drop_table('model_version')
     with op.batch_alter_table('invoice', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_invoice_customer_id'))
 
@@ -318,6 +355,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_import_batch_file_sha256'))
 
     op.drop_table('import_batch')
+    op.drop_table('idempotency_record')
     op.drop_table('customer')
     op.drop_table('bank_account')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:

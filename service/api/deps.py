@@ -1,0 +1,171 @@
+"""Dependencies shared by the routes: session, caller, permissions, idempotency."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from models.db import session_scope
+from models.errors import AllocationConflict
+from service import idempotency
+from service.api.errors import ApiError, Replayed
+from service.auth import key_owner
+from service.review import ReviewConflict, record_refusal
+from service.settings import Settings
+
+log = logging.getLogger("cashmatch.service")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def get_settings(request: Request) -> Settings:
+    """Return the settings the app was created with."""
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    """Return the app's database engine."""
+    return request.app.state.engine
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """Yield a session that commits before the response is sent."""
+    with session_scope(get_engine(request)) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+# scope="function" commits before the response leaves, so a client that
+# reads right after a write sees it, and a failed commit is reported.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: the key's owner, role and printable prefix."""
+
+    name: str
+    role: str
+    key_prefix: str
+
+
+def presented_key(request: Request) -> str | None:
+    """Return the key from `X-API-Key` or `Authorization: Bearer`, if any."""
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def current_caller(request: Request, session: SessionDep) -> Caller:
+    """Return the caller of a request, or raise 401."""
+    key = presented_key(request)
+    if key is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing API key; send it in the X-API-Key header or as "
+            "'Authorization: Bearer <key>'",
+        )
+    record = key_owner(session, key)
+    if record is None:
+        raise ApiError(401, "unauthorized", "API key is invalid or revoked")
+    return Caller(record.user_name, record.role, record.prefix)
+
+
+def require(permission: str):
+    """Return a dependency that lets only roles with `permission` through."""
+    from service.auth import allows
+
+    def check(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+        if not allows(caller.role, permission):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"role {caller.role!r} of {caller.name!r} may not {permission}; "
+                "use a key with a role that may",
+            )
+        return caller
+
+    return check
+
+
+async def request_fingerprint(request: Request) -> str:
+    """Return the fingerprint of the request's method, path and body."""
+    body = await request.body()
+    return idempotency.request_fingerprint(request.method, request.url.path, body)
+
+
+class Idempotency:
+    """The Idempotency-Key of a write, reserved in the request's session."""
+
+    def __init__(self, session: Session, actor: str, key: str | None):
+        self.session = session
+        self.actor = actor
+        self.key = key
+
+    def finish(self, response: BaseModel, status_code: int = 200) -> BaseModel:
+        """Store the response for retries with the same key and return it."""
+        if self.key is not None:
+            idempotency.remember(
+                self.session,
+                actor=self.actor,
+                key=self.key,
+                status_code=status_code,
+                body=response.model_dump(mode="json"),
+            )
+        return response
+
+
+def idempotent_write(permission: str):
+    """Return a dependency for a write: checks the role, then reserves the key.
+
+    A retry whose key already has a stored response raises `Replayed`,
+    which the app turns into that stored response.
+    """
+
+    def reserve(
+        request: Request,
+        session: SessionDep,
+        caller: Annotated[Caller, Depends(require(permission))],
+        fingerprint: Annotated[str, Depends(request_fingerprint)],
+    ) -> Idempotency:
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return Idempotency(session, caller.name, None)
+        stored = idempotency.reserve(
+            session, actor=caller.name, key=key, fingerprint=fingerprint
+        )
+        if stored is not None:
+            raise Replayed(stored.status_code, stored.body)
+        return Idempotency(session, caller.name, key)
+
+    return reserve
+
+
+@contextmanager
+def refusals_audited(session: Session, actor: str, line_id: int | None, action: str):
+    """Keep a refused booking in the audit log, then let the error through.
+
+    The failed transaction is rolled back first, so the audit event commits
+    alone and the refused booking leaves nothing else behind.
+    """
+    try:
+        yield
+    except (AllocationConflict, ReviewConflict) as exc:
+        session.rollback()
+        record_refusal(
+            session, actor=actor, line_id=line_id, action=action, reason=str(exc)
+        )
+        session.commit()
+        log.warning("%s of line %s by %s refused: %s", action, line_id, actor, exc)
+        raise

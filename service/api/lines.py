@@ -1,0 +1,168 @@
+"""Routes for statement lines: match, upload, read, confirm, change, reverse."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+
+from service import review
+from service.api import operations, schemas
+from service.api.deps import (
+    Caller,
+    Idempotency,
+    SessionDep,
+    SettingsDep,
+    idempotent_write,
+    refusals_audited,
+    require,
+)
+from service.api.errors import ApiError
+from service.explain import explanation, find_line
+
+router = APIRouter(prefix="/v1", tags=["lines"])
+
+Reader = Annotated[Caller, Depends(require("read"))]
+MatchWrite = Annotated[Idempotency, Depends(idempotent_write("match"))]
+ConfirmWrite = Annotated[Idempotency, Depends(idempotent_write("confirm"))]
+UPLOAD_CHUNK = 1024 * 1024
+
+
+@router.post("/match", response_model=schemas.MatchResponse)
+def match(
+    body: schemas.MatchRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    write: MatchWrite,
+) -> schemas.MatchResponse:
+    """Store lines (once per account and line_ref), match them, return rows."""
+    result = operations.match_posted_lines(session, body, settings, actor=write.actor)
+    return write.finish(result)
+
+
+@router.post("/statements", response_model=schemas.ImportPublic, status_code=201)
+async def upload_statement(
+    session: SessionDep,
+    settings: SettingsDep,
+    write: MatchWrite,
+    file: Annotated[UploadFile, File(description="A statement file of any supported format")],
+    account: Annotated[str | None, Form(max_length=64)] = None,
+    profile: Annotated[str | None, Form(max_length=64)] = None,
+    skip_bad_lines: Annotated[bool, Form()] = False,
+    match: Annotated[bool, Form(description="Match the new lines at once")] = True,
+) -> schemas.ImportPublic:
+    """Import a statement file; lines already imported are not added again."""
+    data = await _read_limited(file, settings.max_upload_bytes)
+    from starlette.concurrency import run_in_threadpool
+
+    result = await run_in_threadpool(
+        operations.import_upload,
+        session,
+        data,
+        settings,
+        file_name=file.filename or "upload",
+        account=account,
+        profile=profile,
+        skip_bad_lines=skip_bad_lines,
+        match=match,
+        actor=write.actor,
+    )
+    return await run_in_threadpool(write.finish, result, 201)
+
+
+async def _read_limited(file: UploadFile, max_bytes: int) -> bytes:
+    chunks = []
+    size = 0
+    while chunk := await file.read(UPLOAD_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"file {file.filename!r} is larger than the {max_bytes} bytes "
+                "allowed (CASHMATCH_MAX_UPLOAD_BYTES); split the statement",
+            )
+        chunks.append(chunk)
+    if size == 0:
+        raise ApiError(422, "invalid_file", f"file {file.filename!r} is empty")
+    return b"".join(chunks)
+
+
+@router.get("/lines", response_model=list[schemas.LinePublic])
+def find_lines(
+    session: SessionDep,
+    caller: Reader,
+    line_ref: Annotated[str, Query(min_length=1, max_length=200)],
+    account: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[schemas.LinePublic]:
+    """Return the stored line with this line_ref (and account)."""
+    line = find_line(session, line_ref, account=account)
+    return [schemas.LinePublic.model_validate(line)]
+
+
+@router.get("/lines/{line_id}", response_model=schemas.LineResult)
+def get_line(line_id: int, session: SessionDep, caller: Reader) -> schemas.LineResult:
+    """Return a stored line with its allocation rows."""
+    line = review.get_line(session, line_id)
+    return schemas.LineResult(
+        line=schemas.LinePublic.model_validate(line),
+        allocations=operations.allocation_rows(session, line),
+    )
+
+
+@router.get("/lines/{line_id}/explain")
+def explain(
+    line_id: int, session: SessionDep, settings: SettingsDep, caller: Reader
+) -> dict:
+    """Return a line's candidates with their scores and reasons."""
+    line = review.get_line(session, line_id)
+    return explanation(session, settings, line)
+
+
+@router.post("/lines/{line_id}/confirm", response_model=schemas.LineResult)
+def confirm(
+    line_id: int, body: schemas.ConfirmRequest, session: SessionDep, write: ConfirmWrite
+) -> schemas.LineResult:
+    """Confirm a line's allocations, or its suggestion when none are given."""
+    with refusals_audited(session, write.actor, line_id, "confirm"):
+        outcome = review.confirm_line(
+            session,
+            line_id,
+            operations.parts_of(body.allocations),
+            actor=write.actor,
+            expected_version=body.version,
+        )
+    return write.finish(operations.line_result(session, outcome))
+
+
+@router.post("/lines/{line_id}/change", response_model=schemas.LineResult)
+def change(
+    line_id: int, body: schemas.ChangeRequest, session: SessionDep, write: ConfirmWrite
+) -> schemas.LineResult:
+    """Replace a booked line's allocations; the old ones are reversed."""
+    with refusals_audited(session, write.actor, line_id, "change"):
+        outcome = review.change_line(
+            session,
+            line_id,
+            operations.parts_of(body.allocations),
+            actor=write.actor,
+            reason=body.reason,
+            expected_version=body.version,
+        )
+    return write.finish(operations.line_result(session, outcome))
+
+
+@router.post("/lines/{line_id}/reverse", response_model=schemas.LineResult)
+def reverse(
+    line_id: int, body: schemas.ReverseRequest, session: SessionDep, write: ConfirmWrite
+) -> schemas.LineResult:
+    """Reverse a line's allocations; the line goes back to the review queue."""
+    with refusals_audited(session, write.actor, line_id, "reverse"):
+        outcome = review.reverse_line(
+            session,
+            line_id,
+            actor=write.actor,
+            reason=body.reason,
+            expected_version=body.version,
+        )
+    return write.finish(operations.line_result(session, outcome))

@@ -1,0 +1,77 @@
+"""Routes that read out: the allocation feed, exports and the audit log."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from service.api import exporting, operations, schemas
+from service.api.deps import Caller, SessionDep, require
+from service import review
+
+router = APIRouter(prefix="/v1", tags=["reports"])
+
+Reader = Annotated[Caller, Depends(require("read"))]
+Admin = Annotated[Caller, Depends(require("admin"))]
+Format = Literal["csv", "xlsx"]
+
+
+@router.get("/feed", response_model=schemas.FeedPage)
+def feed(
+    request: Request,
+    session: SessionDep,
+    caller: Reader,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> schemas.FeedPage:
+    """Return allocations booked and reversed after `cursor`."""
+    settle = request.app.state.feed_settle_seconds
+    return operations.feed(session, cursor=cursor, limit=limit, settle_seconds=settle)
+
+
+@router.get("/exports/allocations.{fmt}")
+def export_allocations(
+    fmt: Format,
+    session: SessionDep,
+    caller: Reader,
+    account: Annotated[str | None, Query(max_length=64)] = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> Response:
+    """Export the allocations output of stored lines as CSV or XLSX."""
+    table = exporting.allocations_table(
+        session, account=account, date_from=date_from, date_to=date_to
+    )
+    return exporting.response(table, fmt)
+
+
+@router.get("/exports/review-tasks.{fmt}")
+def export_review_tasks(fmt: Format, session: SessionDep, caller: Reader) -> Response:
+    """Export the open review tasks as CSV or XLSX."""
+    return exporting.response(exporting.review_tasks_table(session), fmt)
+
+
+@router.get("/exports/ledger.{fmt}")
+def export_ledger(
+    fmt: Format,
+    session: SessionDep,
+    caller: Reader,
+    customer_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """Export prepayment ledgers, of one customer or all, as CSV or XLSX."""
+    return exporting.response(exporting.ledger_table(session, customer_id), fmt)
+
+
+@router.get("/audit", response_model=list[schemas.AuditEventPublic])
+def audit(
+    session: SessionDep,
+    caller: Admin,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[schemas.AuditEventPublic]:
+    """Return the newest audit events; admins only."""
+    events = review.audit_log(session, limit=limit, actor=actor, action=action)
+    return [schemas.AuditEventPublic.model_validate(event) for event in events]

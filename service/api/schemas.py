@@ -1,0 +1,402 @@
+"""Request and response bodies of the HTTP API.
+
+One family per entity: `<Entity>Base` holds the fields a client sends and
+reads, `<Entity>Create` is the body of a create or upsert, `<Entity>Public`
+is what the API returns. Money is a Decimal with two places in Python and a
+string such as "730.00" in JSON, so no client ever parses it as a float.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+from ingest.records import CHANNELS
+from models.money import to_money
+
+Money = Annotated[
+    Decimal,
+    AfterValidator(to_money),
+    PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
+    Field(examples=["730.00"]),
+]
+Identifier = Annotated[str, Field(min_length=1, max_length=64)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["CNY"])]
+Target = Literal["order", "balance", "fee"]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a readable detail and a stable code."""
+
+    detail: Any
+    code: str
+
+
+# Statement lines -------------------------------------------------------------
+
+
+class LineBase(BaseModel):
+    """A statement line as the bank reported it."""
+
+    account: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Our account; the configured default account when empty",
+    )
+    line_ref: str = Field(min_length=1, max_length=200)
+    booking_date: date
+    value_date: date | None = None
+    amount: Money = Field(description="Signed; positive is money in")
+    currency: Currency | None = Field(
+        default=None, description="The account's currency when empty"
+    )
+    counterparty_name: str = Field(default="", max_length=300)
+    counterparty_account: str = Field(default="", max_length=64)
+    memo: str = Field(default="", max_length=2000)
+    bank_reference: str = Field(default="", max_length=200)
+    channel: Channel = "transfer"
+
+
+class LineCreate(LineBase):
+    """A line posted to `POST /v1/match`."""
+
+
+class LinePublic(LineBase):
+    """A stored line with the matcher's verdict and its version."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    account: str
+    currency: str
+    status: str
+    decision: str | None
+    confidence: float | None
+    anomaly_score: float | None
+    anomaly_reasons: list[str] | None
+    model_version: str | None
+    customer_id: str | None
+    version: int = Field(description="Send it back with a change; a stale one gets 409")
+
+
+class AllocationRow(BaseModel):
+    """One row of the allocations output."""
+
+    line_ref: str
+    customer_id: str
+    order_id: str
+    target: Literal["order", "balance", "fee", "none"]
+    amount: Money
+    confidence: float
+    decision: str
+    anomaly_score: float
+    anomaly_reasons: str
+    allocation_id: int | None = None
+    allocation_status: str | None = None
+
+
+class MatchRequest(BaseModel):
+    """Lines to store and match; with `dry_run` nothing is stored."""
+
+    lines: list[LineCreate] = Field(min_length=1, max_length=5000)
+    dry_run: bool = False
+
+
+class MatchedLine(BaseModel):
+    """A line's allocations, reasons and whether it was stored before."""
+
+    line_id: int | None
+    account: str
+    line_ref: str
+    version: int | None
+    status: str
+    decision: str
+    already_stored: bool
+    reasons: list[str]
+    allocations: list[AllocationRow]
+
+
+class MatchResponse(BaseModel):
+    """The result of `POST /v1/match`."""
+
+    model_version: str
+    dry_run: bool
+    lines: list[MatchedLine]
+
+
+class ImportPublic(BaseModel):
+    """What an uploaded statement file did."""
+
+    file_name: str
+    batch_ids: list[int]
+    lines_total: int
+    lines_new: int
+    lines_already_imported: int
+    lines_rejected: int
+    skipped: list[str]
+    notes: list[str]
+    decisions: dict[str, int]
+    summary: str
+
+
+# Master data -------------------------------------------------------------------
+
+
+class CustomerBase(BaseModel):
+    """A customer as the ERP knows it."""
+
+    customer_id: Identifier
+    name: str = Field(min_length=1, max_length=300)
+    aliases: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list)
+    bank_accounts: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list
+    )
+
+
+class CustomerCreate(CustomerBase):
+    """A customer to create or update."""
+
+
+class CustomerPublic(CustomerBase):
+    """A stored customer with its prepayment balance."""
+
+    balance: Money
+
+
+class OrderBase(BaseModel):
+    """A sales order as the ERP exported it."""
+
+    order_id: Identifier
+    customer_id: Identifier
+    order_date: date
+    amount: Money
+    open_amount: Money = Field(description="Open amount as of the ERP's export")
+    currency: Currency = "CNY"
+    deposit_amount: Money | None = None
+    status: Literal["open", "partly_paid", "paid", "closed", "cancelled"] = "open"
+
+
+class OrderCreate(OrderBase):
+    """An order to create or update."""
+
+
+class OrderPublic(OrderBase):
+    """A stored order; `open_amount` includes what Cashmatch booked since."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    erp_open_amount: Money
+    version: int
+
+
+class InvoiceBase(BaseModel):
+    """An invoice and the orders it bills."""
+
+    invoice_id: Identifier
+    order_ids: list[Identifier] = Field(min_length=1)
+    amount: Money
+    issue_date: date | None = None
+
+
+class InvoiceCreate(InvoiceBase):
+    """An invoice to create or update."""
+
+
+class InvoiceCheck(BaseModel):
+    """An invoice compared with what its customer paid and prepaid."""
+
+    invoice_id: str
+    customer_id: str | None
+    amount: Money
+    paid_to_orders: Money
+    prepayment_balance: Money
+    covered: bool
+    shortfall: Money
+
+
+class InvoicePublic(InvoiceBase):
+    """A stored invoice with its check."""
+
+    check: InvoiceCheck
+
+
+class CustomersUpsert(BaseModel):
+    """Customers to create or update."""
+
+    customers: list[CustomerCreate] = Field(min_length=1, max_length=10000)
+
+
+class OrdersUpsert(BaseModel):
+    """Orders to create or update, with when the ERP took the open amounts."""
+
+    orders: list[OrderCreate] = Field(min_length=1, max_length=10000)
+    as_of: datetime | None = Field(
+        default=None,
+        description="When the ERP exported the open amounts; now when empty",
+    )
+
+
+class InvoicesUpsert(BaseModel):
+    """Invoices to create or update."""
+
+    invoices: list[InvoiceCreate] = Field(min_length=1, max_length=10000)
+
+
+class UpsertReport(BaseModel):
+    """How many records were created and updated."""
+
+    created: int
+    updated: int
+    released: list[AllocationRow] = Field(
+        default_factory=list,
+        description="Allocations moved to prepayment balances from cancelled orders",
+    )
+    invoice_checks: list[InvoiceCheck] = Field(default_factory=list)
+
+
+# Allocations and decisions -------------------------------------------------------
+
+
+class AllocationCreate(BaseModel):
+    """One allocation to book; `fee` is a shortfall, not money from the line."""
+
+    target: Target
+    amount: Money
+    customer_id: Identifier
+    order_id: Identifier | None = None
+
+
+class ConfirmRequest(BaseModel):
+    """Confirm a line; without allocations, its suggestion is confirmed."""
+
+    version: int = Field(description="The line version the client saw")
+    allocations: list[AllocationCreate] | None = Field(default=None, min_length=1)
+
+
+class ChangeRequest(BaseModel):
+    """Replace a booked line's allocations."""
+
+    version: int
+    allocations: list[AllocationCreate] = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=300)
+
+
+class ReverseRequest(BaseModel):
+    """Reverse a booked line; it goes back to the review queue."""
+
+    version: int
+    reason: str = Field(min_length=1, max_length=300)
+
+
+class LineResult(BaseModel):
+    """A line after a change, with its rows."""
+
+    line: LinePublic
+    allocations: list[AllocationRow]
+    label_id: int | None = None
+    task_id: int | None = None
+
+
+# Review tasks -------------------------------------------------------------------
+
+
+class TaskPublic(BaseModel):
+    """A review task with its line and the shown candidates."""
+
+    id: int
+    status: str
+    reason: str
+    priority: float
+    claimed_by: str | None
+    claim_expires_at: datetime | None
+    version: int
+    flagged: bool
+    line: LinePublic
+    candidates: list[dict]
+
+
+class TaskPage(BaseModel):
+    """A page of the review queue with counts over all matching tasks."""
+
+    total: int
+    counts: dict[str, dict[str, int]]
+    items: list[TaskPublic]
+
+
+class DecisionRequest(BaseModel):
+    """A clerk's decision on a review task."""
+
+    action: Literal["accept", "choose", "split", "balance", "not_customer", "refund"]
+    version: int | None = Field(default=None, description="The line version seen")
+    candidate: int | None = Field(default=None, ge=0)
+    allocations: list[AllocationCreate] | None = None
+    customer_id: Identifier | None = None
+    note: str = Field(default="", max_length=300)
+
+
+# Balances and feed -------------------------------------------------------------
+
+
+class LedgerEntryPublic(BaseModel):
+    """One entry of a prepayment ledger; `amount` is signed."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    amount: Money
+    line_id: int | None
+    allocation_id: int | None
+    order_id: str | None
+    actor: str
+    note: str
+    created_at: datetime
+
+
+class BalancePublic(BaseModel):
+    """A customer's prepayment balance, the sum of its ledger."""
+
+    customer_id: str
+    balance: Money
+    entries: list[LedgerEntryPublic]
+
+
+class FeedEvent(BaseModel):
+    """An allocation booked or reversed; `cursor` orders the feed."""
+
+    cursor: int
+    event: Literal["booked", "reversed"]
+    at: datetime
+    actor: str
+    line_id: int
+    line_ref: str
+    allocation_id: int | None
+    customer_id: str | None
+    order_id: str | None
+    target: str
+    amount: Money
+
+
+class FeedPage(BaseModel):
+    """Feed events after a cursor; pass `next_cursor` to read on."""
+
+    events: list[FeedEvent]
+    next_cursor: int
+
+
+class AuditEventPublic(BaseModel):
+    """One audit event."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    detail: dict | None

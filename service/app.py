@@ -1,0 +1,72 @@
+"""The FastAPI application: the /v1 API, health, metrics and the review page.
+
+`cashmatch serve` runs `create_app` as a uvicorn factory. The database is
+migrated at start-up; all state lives in it, so several workers can serve
+side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from models.db import make_engine, migrate
+from service.api import lines, masterdata, reports, system, tasks
+from service.api.errors import BodySizeLimit, install_error_handlers
+from service.api.schemas import ErrorBody
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("cashmatch.service")
+
+# Audit ids on PostgreSQL can commit out of order; the feed holds back
+# events younger than this so a reader never skips one (see operations.feed).
+POSTGRES_FEED_SETTLE_SECONDS = 2.0
+ERROR_RESPONSES = {
+    status: {"model": ErrorBody}
+    for status in (400, 401, 403, 404, 409, 413, 422)
+}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    review_page: bool = True,
+) -> FastAPI:
+    """Build the app on the configured database, migrated to the latest."""
+    settings = settings or get_settings()
+    if engine is None:
+        engine = make_engine(settings.database_url)
+    migrate(engine)
+
+    app = FastAPI(
+        title="Cashmatch",
+        version="1",
+        description="Match bank-statement lines to customers, orders and "
+        "prepayment balances. Money is sent and returned as decimal strings.",
+        responses=ERROR_RESPONSES,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.feed_settle_seconds = (
+        POSTGRES_FEED_SETTLE_SECONDS if engine.dialect.name == "postgresql" else 0.0
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    for router in (system.router, lines.router, masterdata.router, tasks.router, reports.router):
+        app.include_router(router)
+    if review_page:
+        _mount_review_page(app, settings, engine)
+    log.info("app created on %s", engine.url.render_as_string(hide_password=True))
+    return app
+
+
+def _mount_review_page(app: FastAPI, settings: Settings, engine: Engine) -> None:
+    import gradio as gr
+
+    from review_ui.app import build_review_page, page_head
+
+    blocks = build_review_page(settings, engine)
+    gr.mount_gradio_app(app, blocks, path="/review", head=page_head(), footer_links=[])

@@ -1,0 +1,228 @@
+"""Matching stored statement lines and booking what the matcher decided.
+
+`auto` lines are booked at once, `review` lines get proposed allocations and
+a review task, `unmatched` money in gets a review task so a clerk can claim
+it. A bank reversal (MT940 `RC`) reverses the credit it cancels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlmodel import Session, select
+
+from matcher.candidates import Candidate
+from matcher.pipeline import AUTO, REVIEW, UNMATCHED, LineResult, Matcher, MatchModel
+from models.errors import AllocationConflict
+from models.money import from_cents
+from models.tables import ReviewTask, StatementLine
+from service import booking
+from service.booking import Part
+from service.index import load_index, statement_record
+from service.settings import Settings
+
+log = logging.getLogger("cashmatch.service")
+
+SHOWN_CANDIDATES = 5
+
+
+@dataclass
+class LineOutcome:
+    """A stored line with the matcher's result and what was booked."""
+
+    line: StatementLine
+    result: LineResult
+    decision: str
+    reasons: list[str]
+
+
+def candidate_parts(candidate: Candidate) -> list[Part]:
+    """Return the allocations a candidate would book."""
+    cid = candidate.customer_id
+    parts = [
+        Part("order", from_cents(cents), cid, order_id)
+        for order_id, cents in candidate.orders
+    ]
+    if candidate.balance:
+        parts.append(Part("balance", from_cents(candidate.balance), cid))
+    parts += [
+        Part("fee", from_cents(cents), cid, order_id)
+        for order_id, cents in candidate.fees
+    ]
+    return parts
+
+
+def candidate_view(candidate: Candidate, score: float) -> dict:
+    """Return a candidate as plain data for review screens and labels."""
+    return {
+        "kind": candidate.kind,
+        "customer_id": candidate.customer_id,
+        "orders": [[oid, str(from_cents(c))] for oid, c in candidate.orders],
+        "balance": str(from_cents(candidate.balance)),
+        "fees": [[oid, str(from_cents(c))] for oid, c in candidate.fees],
+        "reasons": list(candidate.reasons),
+        "score": round(float(score), 4),
+    }
+
+
+def match_lines(
+    session: Session,
+    lines: Sequence[StatementLine],
+    model: MatchModel,
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    actor: str = "matcher",
+) -> list[LineOutcome]:
+    """Match stored lines and, unless `dry_run`, book the results."""
+    index = load_index(session, settings)
+    matcher = Matcher(index, model)
+    results = matcher.match_batch([statement_record(line) for line in lines])
+
+    outcomes = []
+    for line, result in zip(lines, results, strict=True):
+        if dry_run:
+            outcomes.append(LineOutcome(line, result, result.decision, result.reasons))
+            continue
+        outcomes.append(_store(session, line, result, actor))
+    session.flush()
+    if not dry_run:
+        log.info(
+            "booked %d lines: %d auto, %d review, %d unmatched",
+            len(outcomes),
+            sum(o.decision == AUTO for o in outcomes),
+            sum(o.decision == REVIEW for o in outcomes),
+            sum(o.decision == UNMATCHED for o in outcomes),
+        )
+    return outcomes
+
+
+def _store(
+    session: Session, line: StatementLine, result: LineResult, actor: str
+) -> LineOutcome:
+    decision = result.decision
+    reasons = list(result.reasons)
+    _record_verdict(line, result)
+
+    if line.is_reversal and line.amount < 0:
+        reasons += _reverse_cancelled_credit(session, line, actor)
+    elif decision == AUTO:
+        decision = _book_auto(session, line, result, actor, reasons)
+    if decision == REVIEW:
+        booking.propose(
+            session,
+            line,
+            candidate_parts(result.chosen),
+            confidence=result.confidence,
+            decision=REVIEW,
+            model_version=result.model_version,
+        )
+    if decision != AUTO and line.status in ("new", "review", "unmatched"):
+        line.status = "review" if decision == REVIEW else "unmatched"
+        if line.amount > 0:
+            _open_task(session, line, result, "; ".join(reasons))
+    line.decision = decision
+    session.add(line)
+    return LineOutcome(line, result, decision, reasons)
+
+
+def _record_verdict(line: StatementLine, result: LineResult) -> None:
+    line.confidence = float(result.confidence)
+    line.anomaly_score = float(result.anomaly_score)
+    line.anomaly_reasons = list(result.anomaly_reasons)
+    line.model_version = result.model_version
+    line.suggestion = {
+        "reasons": list(result.reasons),
+        "candidates": [
+            candidate_view(scored.candidate, scored.score)
+            for scored in result.ranked[:SHOWN_CANDIDATES]
+        ],
+    }
+
+
+def _book_auto(
+    session: Session,
+    line: StatementLine,
+    result: LineResult,
+    actor: str,
+    reasons: list[str],
+) -> str:
+    """Confirm an automatic decision, or send it to review on a conflict."""
+    parts = candidate_parts(result.chosen)
+    try:
+        with session.begin_nested():
+            booking.confirm(
+                session,
+                line,
+                parts,
+                actor=actor,
+                confidence=result.confidence,
+                decision=AUTO,
+                model_version=result.model_version,
+            )
+    except (AllocationConflict, booking.InvalidAllocation) as exc:
+        log.warning("line %s sent to review: %s", line.line_ref, exc)
+        session.refresh(line)
+        reasons.append(f"review: {exc}")
+        return REVIEW
+    return AUTO
+
+
+def _reverse_cancelled_credit(
+    session: Session, line: StatementLine, actor: str
+) -> list[str]:
+    """Reverse the allocations of the credit a bank reversal cancels."""
+    original = _cancelled_credit(session, line)
+    line.status = "reversal"
+    if original is None:
+        return ["bank reversal; no earlier credit of this amount is allocated"]
+    booking.reverse(
+        session,
+        original,
+        actor=actor,
+        reason=f"reversed by the bank in line {line.line_ref}",
+        reopen_as="reversed",
+    )
+    return [f"bank reversal of line {original.line_ref}; its allocations reversed"]
+
+
+def _cancelled_credit(session: Session, line: StatementLine) -> StatementLine | None:
+    query = (
+        select(StatementLine)
+        .where(
+            StatementLine.account == line.account,
+            StatementLine.amount == -line.amount,
+            StatementLine.status == "allocated",
+            StatementLine.booking_date <= line.booking_date,
+            StatementLine.id != line.id,
+        )
+        .order_by(StatementLine.booking_date.desc(), StatementLine.id.desc())
+    )
+    return session.exec(query).first()
+
+
+def _open_task(
+    session: Session, line: StatementLine, result: LineResult, reason: str
+) -> ReviewTask:
+    existing = session.exec(
+        select(ReviewTask).where(
+            ReviewTask.line_id == line.id, ReviewTask.status == "open"
+        )
+    ).first()
+    if existing is not None:
+        return existing
+    task = ReviewTask(
+        line_id=line.id,
+        reason=reason[:500],
+        priority=task_priority(line.amount, result.confidence),
+    )
+    session.add(task)
+    return task
+
+
+def task_priority(amount: Decimal, confidence: float) -> float:
+    """Return a sort key: larger and less certain lines come first."""
+    return float(amount) * (1.0 - min(max(confidence, 0.0), 1.0) + 0.05)

@@ -1,0 +1,127 @@
+"""Every file of the public sample statements imports or is rejected cleanly.
+
+A file that imports has the pinned number of statements, lines and total,
+and each statement with both balances reproduces its closing balance. A
+file that is rejected raises ImportFormatError whose problems name the
+file, the field and the reason; no file raises anything else.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ingest import dedupe_keys, read_statements
+from models.errors import ImportFormatError
+
+pytestmark = pytest.mark.samples
+
+# (statements, lines, total of all lines), or None for a file that is
+# rejected: files whose balances do not add up, layouts without a header
+# row and files that are no statements.
+EXPECTED = {
+    "camt/ch-camt053v08-redacted-amt-without-ccy.xml": (1, 1, "1284.30"),
+    "camt/ch-raiffeisen-camt053v04-redacted-date-with-tz.xml": (1, 16, "-3679.85"),
+    "camt/de-sparkasse-camt052v02-redacted.xml": (1, 5, "-251.40"),
+    "camt/genkgo-camt053v02-three-decimal-amounts.xml": None,
+    "camt/genkgo-camt053v08-sts-cd-dttm-strd-ref.xml": None,
+    "camt/genkgo-camt054v08-ch-isr-refs.xml": None,
+    "camt/lt-centralbank-camt053v08-singleline-no-cdtdbtind-bal.xml": (2, 3, "822737.81"),
+    "camt/oca-camt053-zipped.zip": None,
+    "camt/oca-camt053v02-abnamro-nl.xml": None,
+    "camt/oca-camt053v04-ch-batch-txdtls-qrref.xml": (1, 2, "3483.00"),
+    "camt/oca-camt054v04-nl-structured-ref.xml": (1, 1, "5.00"),
+    "china/abc-debit.csv": (1, 5, "-2355.88"),
+    "china/alipay-personal-2023-gbk.csv": (1, 5, "222066.86"),
+    "china/alipay-web-2019-gbk.csv": (1, 5, "-218.57"),
+    "china/boc-credit.csv": (1, 14, "-241.97"),
+    "china/bocom-debit.csv": (1, 6, "-102.75"),
+    "china/ccb-debit.xls": (1, 6, "-703.26"),
+    "china/cmb-credit.csv": (1, 6, "-7675.98"),
+    "china/cmb-debit.csv": (1, 5, "-779.14"),
+    "china/hsbchk-debit.csv": (1, 10, "21978.95"),
+    "china/icbc-debit-v2.csv": (1, 11, "-1399.34"),
+    "china/spdb-debit.xls": (1, 4, "-1.64"),
+    "china/wechat-personal-bill-official.xlsx": (1, 17, "-2926.63"),
+    "china/wechat-personal-bill.csv": (1, 16, "-2876.04"),
+    "csv/de-commerzbank-bom.csv": (1, 7, "-73.74"),
+    "csv/de-gls-business-account.csv": (1, 18, "-590.22"),
+    "csv/de-paypal-activity.csv": (1, 11, "-24.77"),
+    "csv/de-sparkasse-csv-camt-v2.csv": (1, 10, "-921.27"),
+    "csv/de-targobank-no-header.csv": None,
+    "csv/fr-style-metadata-header-debit-credit.csv": None,
+    "csv/nl-asn-no-header.csv": None,
+    "csv/us-dcu-checking-dollar-sign.csv": (1, 10, "500.00"),
+    "csv/us-schwab-checking-withdrawal-deposit.csv": (1, 2, "-1.00"),
+    "mt940/abnamro-multi-statement.sta": None,
+    "mt940/de-dresdner-sepa-26-statements.sta": (26, 97, "-9269135.90"),
+    "mt940/de-february-30-crlf.sta": (1, 1, "-6.00"),
+    "mt940/de-pl-cmxl-three-statements.sta": (3, 16, "12327.30"),
+    "mt940/de-with-binary-character.sta": (2, 4, "-179066.75"),
+    "mt940/hu-raiffeisen-cp852.sta": None,
+    "mt940/hu-sberbank-ns-fields-crlf.sta": (1, 3, "-9437.00"),
+    "mt940/knab-invoice-orderid-in-86.sta": None,
+    "mt940/pl-mbank-faktura-wrapped.sta": None,
+    "mt940/pl-mbank-soh-etx.sta": (1, 3, "0.03"),
+    "mt940/pl-mbank.mt942": (1, 3, "0.03"),
+    "mt940/postfinance-chf.sta": None,
+    "mt940/rabobank-structured-86.sta": (2, 4, "-70.00"),
+    "mt940/triodos-gt-subfields.sta": None,
+    "ofx/capitalone-360checking.qfx": (1, 4, "1233.55"),
+    "ofx/sgml-v102-cad-unclosed-tags-tz.ofx": (1, 3, "-345.27"),
+    "ofx/sgml-v102-cba-empty-tags-leading-blank-lines.ofx": (1, 1, "12.34"),
+    "ofx/sgml-v102-checking-intu-tabs.ofx": (1, 3, "-59.50"),
+    "ofx/xml-v200-decimal-comma.ofx": (1, 2, "-500.00"),
+    "ofx/xml-v200-suncorp-au-cdata-crlf.ofx": (1, 1, "-16.85"),
+    "ofx/xml-v203-anz-creditcard-unclosed.ofx": (1, 1, "-5.50"),
+    "ofx/xml-v211-multiple-accounts.ofx": (2, 0, "0.00"),
+    "ofx/xml-v211-odoo-multiple-banktranlist.ofx": (2, 4, "-360.00"),
+    "reconciliation/beancount-import-matching/checking2.ofx": (1, 13, "-388.64"),
+    "reconciliation/beancount-import-matching/import_results.beancount": None,
+    "reconciliation/beancount-import-matching/journal.beancount": None,
+    "reconciliation/ch-esr-v11-invoice-references.v11": None,
+    "reconciliation/oca-psp-statement-transactionid-commission.csv": (1, 3, "496.40"),
+}
+
+
+def _sample_files(samples_dir: Path) -> list[Path]:
+    return sorted(p for p in samples_dir.rglob("*")
+                  if p.is_file() and p.name != "SOURCES.md")
+
+
+def test_samples_all_expected_files_present(samples_dir):
+    found = {p.relative_to(samples_dir).as_posix() for p in _sample_files(samples_dir)}
+
+    assert found == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_samples_import_or_reject_cleanly(samples_dir, name):
+    path = samples_dir / name
+    expected = EXPECTED[name]
+
+    if expected is None:
+        with pytest.raises(ImportFormatError) as info:
+            read_statements(path)
+        for problem in info.value.problems:
+            assert problem.file == path.name
+            assert problem.field
+            assert problem.reason
+        return
+
+    statements = read_statements(path)
+    count, lines, total = expected
+    assert len(statements) == count
+    assert sum(len(s.lines) for s in statements) == lines
+    assert sum((s.total for s in statements), Decimal("0")) == Decimal(total)
+    for statement in statements:
+        if statement.opening_balance is not None and \
+                statement.closing_balance is not None:
+            assert statement.opening_balance + statement.total == \
+                statement.closing_balance
+        refs = [line.line_ref for line in statement.lines]
+        assert len(refs) == len(set(refs))
+        keys = dedupe_keys(statement, account=statement.account)
+        assert len(keys) == len(set(keys))

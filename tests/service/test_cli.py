@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from service.cli import app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CASHMATCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CASHMATCH_DATABASE_URL", raising=False)
+    return tmp_path
+
+
+def test_import_twice_adds_nothing(cli_env):
+    runner = CliRunner()
+    statement = str(EXAMPLES / "mt940-march" / "statement.sta")
+
+    first = runner.invoke(app, ["import", statement])
+    second = runner.invoke(app, ["import", statement])
+
+    assert first.exit_code == 0, first.output
+    assert "6 new, 0 already imported" in first.output
+    assert second.exit_code == 0, second.output
+    assert "0 new, 6 already imported" in second.output
+
+
+def test_import_unreadable_file_fails_cleanly(cli_env):
+    bad = cli_env / "statement.csv"
+    bad.write_text("line_ref,booking_date,amount\nL1,2025-13-45,12.00\n")
+
+    result = CliRunner().invoke(app, ["import", str(bad)])
+
+    assert result.exit_code == 1
+    assert "statement.csv" in result.output
+    assert "nothing was imported" in result.output
+
+
+def test_load_then_match_books_lines(cli_env):
+    runner = CliRunner()
+    folder = EXAMPLES / "mt940-march"
+
+    loaded = runner.invoke(app, ["load", str(folder)])
+    runner.invoke(app, ["import", str(folder / "statement.sta")])
+    matched = runner.invoke(app, ["match"])
+
+    assert loaded.exit_code == 0, loaded.output
+    assert "customers: 4 created" in loaded.output
+    assert matched.exit_code == 0, matched.output
+    assert "matched 6 lines" in matched.output
