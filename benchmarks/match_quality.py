@@ -31,18 +31,27 @@ from training.synthetic import generate_case
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1, help="generator seed")
-    parser.add_argument("--customers", type=int, default=300, help="number of customers")
     parser.add_argument(
-        "--open-orders", type=int, default=5000,
+        "--customers", type=int, default=300, help="number of customers"
+    )
+    parser.add_argument(
+        "--open-orders",
+        type=int,
+        default=5000,
         help="orders open at the export, 5 to 50 per customer",
     )
-    parser.add_argument("--lines", type=int, default=3000, help="statement lines to match")
     parser.add_argument(
-        "--history-lines", type=int, default=3000,
+        "--lines", type=int, default=3000, help="statement lines to match"
+    )
+    parser.add_argument(
+        "--history-lines",
+        type=int,
+        default=3000,
         help="labelled past lines to train on",
     )
     parser.add_argument(
-        "--vocabulary", default="default",
+        "--vocabulary",
+        default="default",
         help="word lists for names and memos: default or north",
     )
     parser.add_argument("--verbose", action="store_true", help="log training progress")
@@ -105,8 +114,10 @@ def _print_setup(args, case, model) -> None:
         f"model {model.version}: threshold {model.threshold:.3f}, validation top-1 "
         f"{model.metrics.get('validation_top1_accuracy', float('nan')):.3f}"
     )
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}"
+    )
     print()
 
 
@@ -137,13 +148,19 @@ def _print_overall(ours: Metrics, baseline: Metrics) -> None:
     ]
     print(f"{'metric':22s} {'Cashmatch':>10s} {'baseline':>10s} {'ratio':>7s}")
     for name, mine, theirs in rows:
-        print(f"{name:22s} {_percent(mine):>10s} {_percent(theirs):>10s} "
-              f"{_ratio(mine, theirs):>7s}")
-    print(f"{'precision 95 % CI':22s} {_interval(ours.precision):>10s} "
-          f"{_interval(baseline.precision):>10s}")
-    print(f"{'auto lines (right)':22s} "
-          f"{f'{ours.precision.total} ({ours.precision.hits})':>10s} "
-          f"{f'{baseline.precision.total} ({baseline.precision.hits})':>10s}")
+        print(
+            f"{name:22s} {_percent(mine):>10s} {_percent(theirs):>10s} "
+            f"{_ratio(mine, theirs):>7s}"
+        )
+    print(
+        f"{'precision 95 % CI':22s} {_interval(ours.precision):>10s} "
+        f"{_interval(baseline.precision):>10s}"
+    )
+    print(
+        f"{'auto lines (right)':22s} "
+        f"{f'{ours.precision.total} ({ours.precision.hits})':>10s} "
+        f"{f'{baseline.precision.total} ({baseline.precision.hits})':>10s}"
+    )
     print()
 
 
@@ -152,8 +169,10 @@ def _print_kinds(ours: Metrics, baseline: Metrics) -> None:
         f"{'payment kind':18s} {'lines':>5s}  {'accuracy':>15s}  {'automation':>15s}"
         f"  {'precision of auto':>17s}"
     )
-    print(f"{'':18s} {'':>5s}  {'ours / baseline':>15s}  {'ours / baseline':>15s}"
-          f"  {'ours / baseline':>17s}")
+    print(
+        f"{'':18s} {'':>5s}  {'ours / baseline':>15s}  {'ours / baseline':>15s}"
+        f"  {'ours / baseline':>17s}"
+    )
     for kind, mine in ours.by_kind.items():
         theirs = baseline.by_kind[kind]
         print(
@@ -176,8 +195,10 @@ def _print_cost(*, generate, train, match, baseline, lines) -> None:
     # ru_maxrss is in KiB on Linux.
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     speed = lines / match if match > 0 else math.inf
-    print(f"generate {generate:.1f} s, train {train:.1f} s, match {match:.1f} s "
-          f"({speed:,.0f} lines/s), baseline {baseline:.2f} s")
+    print(
+        f"generate {generate:.1f} s, train {train:.1f} s, match {match:.1f} s "
+        f"({speed:,.0f} lines/s), baseline {baseline:.2f} s"
+    )
     print(f"peak memory (max RSS of the process): {peak_mib:,.0f} MiB")
 
 

@@ -109,7 +109,10 @@ class ReferenceIndex:
                 ("Z:" + _zero_free(_groups(text)), LOOSE),
                 ("T:" + digits, TYPO),
             ]
-            probes += [("T:" + deleted, TYPO) for deleted in _deletions(digits)]
+            # One deletion from the memo's digits meets one deletion from the
+            # number's (a wrong digit) or the number itself (an extra digit).
+            for deleted in _deletions(digits):
+                probes += [("T:" + deleted, TYPO), ("D:" + deleted, TYPO)]
         for key, cap in probes:
             for target, strength in self._keys.get(key, {}).items():
                 # A typo probe can only prove a typo, whatever the key's rank.

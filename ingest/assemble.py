@@ -49,12 +49,15 @@ def _with_ref(
     return dataclasses.replace(line, line_ref=ref)
 
 
-def check_balances(statements: list[ParsedStatement], file_name: str) -> None:
+def check_balances(statements: list[ParsedStatement], file_name: str, *,
+                   accept_unbalanced: bool = False) -> None:
     """Raise StatementBalanceError when a statement's lines miss its balances.
 
     Statements without both an opening and a closing balance are not
     checked. A statement with skipped lines cannot reproduce its balance,
-    so it gets a note instead of a check.
+    so it gets a note instead of a check. With `accept_unbalanced`, a
+    statement that misses its balances is kept: its `balance_difference`
+    is the closing balance less what the lines give, and a note records it.
     """
     problems = []
     for index, statement in enumerate(statements, start=1):
@@ -67,21 +70,44 @@ def check_balances(statements: list[ParsedStatement], file_name: str) -> None:
             )
             continue
         expected = opening + statement.total
-        if expected != closing:
+        if expected == closing:
+            continue
+        if accept_unbalanced:
+            _accept(file_name, index, statement, expected)
+        else:
             problems.append(_balance_problem(file_name, index, statement, expected))
     if problems:
         raise StatementBalanceError(problems)
 
 
+def _mismatch(index: int, statement: ParsedStatement, expected: Decimal) -> str:
+    name = statement.statement_id or str(index)
+    return (
+        f"statement {name}: opening balance {statement.opening_balance} plus "
+        f"{len(statement.lines)} lines ({statement.total}) is {expected}, but "
+        f"the closing balance is {statement.closing_balance}"
+    )
+
+
+def _accept(file_name: str, index: int, statement: ParsedStatement,
+            expected: Decimal) -> None:
+    difference = statement.closing_balance - expected
+    statement.balance_difference = difference
+    statement.notes.append(
+        f"{_mismatch(index, statement, expected)}; imported anyway because "
+        f"unbalanced statements were accepted (difference {difference})"
+    )
+    log.warning("%s: accepted unbalanced statement %s, difference %s",
+                file_name, statement.statement_id or index, difference)
+
+
 def _balance_problem(
     file_name: str, index: int, statement: ParsedStatement, expected: Decimal
 ) -> Problem:
-    name = statement.statement_id or f"statement {index}"
     reason = (
-        f"statement {name}: opening balance {statement.opening_balance} plus "
-        f"{len(statement.lines)} lines ({statement.total}) is {expected}, but "
-        f"the closing balance is {statement.closing_balance}; the file is "
-        "incomplete or altered, so request a complete statement from the bank"
+        f"{_mismatch(index, statement, expected)}; the file is incomplete or "
+        "altered, so request a complete statement from the bank, or accept "
+        "unbalanced statements to import its lines and record the difference"
     )
     return Problem(file_name, None, "closing_balance",
                    str(statement.closing_balance), reason)

@@ -18,6 +18,7 @@ OFX = "ofx"
 XLS = "xls"
 XLSX = "xlsx"
 TEXT_TABLE = "text"
+TABLES = (XLS, XLSX, TEXT_TABLE)
 
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _MT940_START = re.compile(r"(?m)^\s*:20[A-Z]?:")

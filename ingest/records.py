@@ -62,6 +62,9 @@ class ParsedStatement:
     skipped: list[Problem] = field(default_factory=list)
     encoding: str | None = None
     profile: str | None = None
+    # Closing balance less opening balance plus lines, set only when an
+    # unbalanced statement was accepted on request.
+    balance_difference: Decimal | None = None
 
     @property
     def total(self) -> Decimal:

@@ -24,6 +24,7 @@ def read_statements(
     account: str | None = None,
     profile: str | None = None,
     skip_bad_lines: bool = False,
+    accept_unbalanced: bool = False,
     timezone: str = DEFAULT_TIMEZONE,
     currency: str = DEFAULT_CURRENCY,
 ) -> list[ParsedStatement]:
@@ -39,6 +40,8 @@ def read_statements(
     StatementBalanceError when a statement's lines do not reproduce its
     balances; nothing is returned then. With `skip_bad_lines`, lines that
     cannot be read are left out and listed in each statement's `skipped`.
+    With `accept_unbalanced`, a statement whose lines miss its balances is
+    returned with a note and its `balance_difference` instead.
     """
     data, name = _load(source, file_name)
     context = ReadContext(
@@ -51,11 +54,16 @@ def read_statements(
     if not data.strip():
         raise ImportFormatError.at(name, reason="the file is empty")
 
-    kind = detect.TEXT_TABLE if profile else detect.detect_format(data)
+    kind = detect.detect_format(data)
     statements = _read(kind, data, context)
+    if profile and kind not in detect.TABLES:
+        for statement in statements:
+            statement.notes.append(
+                f"profile {profile} was not used: the file is {kind}, which "
+                "needs no profile")
     context.problems.raise_if_any(skip_bad_lines=skip_bad_lines)
     _attach_skipped(statements, context)
-    _finish(statements, context)
+    _finish(statements, context, accept_unbalanced)
     log.info(
         "read %s as %s: %d statements, %d lines, %d skipped",
         name,
@@ -139,7 +147,8 @@ def _attach_skipped(statements: list[ParsedStatement], context: ReadContext) -> 
                 context.file_name, len(problems.line_problems))
 
 
-def _finish(statements: list[ParsedStatement], context: ReadContext) -> None:
+def _finish(statements: list[ParsedStatement], context: ReadContext,
+            accept_unbalanced: bool) -> None:
     for statement in statements:
         statement.account = statement.account or context.account or DEFAULT_ACCOUNT
         if statement.currency is None:
@@ -148,4 +157,5 @@ def _finish(statements: list[ParsedStatement], context: ReadContext) -> None:
                 currencies.pop() if len(currencies) == 1 else context.currency
             )
     assign_line_refs(statements, context.file_name)
-    check_balances(statements, context.file_name)
+    check_balances(statements, context.file_name,
+                   accept_unbalanced=accept_unbalanced)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -40,13 +41,31 @@ class _Columns:
     single: dict[str, int]
     memo: list[int]
     direction: list[int]
+    quotes: str = ""
 
     def get(self, row: Row, name: str) -> str:
         index = self.single.get(name)
-        return row.cell(index) if index is not None else ""
+        return self.cell(row, index) if index is not None else ""
+
+    def cell(self, row: Row, index: int) -> str:
+        text = row.cell(index)
+        if self.quotes and len(text) > 1 and text[0] == text[-1] \
+                and text[0] in self.quotes:
+            return text[1:-1].strip()
+        return text
 
 
-def _resolve(profile: Profile, header: Row) -> _Columns:
+@dataclass
+class _Balances:
+    """Balance rows found above, inside or below the table."""
+
+    rows: dict[str, Row] = field(default_factory=dict)
+    values: dict[str, Decimal] = field(default_factory=dict)
+
+
+def _resolve(profile: Profile, header: Row | None) -> _Columns:
+    if header is None:
+        return _positional_columns(profile)
     titles = [normalise_title(cell) for cell in header.cells]
     single: dict[str, int] = {}
     for name, options in profile.columns.items():
@@ -58,7 +77,16 @@ def _resolve(profile: Profile, header: Row) -> _Columns:
                 single[name] = titles.index(key)
                 break
     return _Columns(single, _all(titles, profile.columns["memo"]),
-                    _all(titles, profile.columns["direction"]))
+                    _all(titles, profile.columns["direction"]),
+                    quotes=profile.quote_chars)
+
+
+def _positional_columns(profile: Profile) -> _Columns:
+    single = {name: indexes[0] for name, indexes in profile.positions.items()
+              if name not in ("memo", "direction")}
+    return _Columns(single, list(profile.positions.get("memo", ())),
+                    list(profile.positions.get("direction", ())),
+                    quotes=profile.quote_chars)
 
 
 def _all(titles: list[str], options: tuple[str, ...]) -> list[int]:
@@ -70,40 +98,98 @@ def _all(titles: list[str], options: tuple[str, ...]) -> list[int]:
     return found
 
 
-def read_profile_table(profile: Profile, rows: list[Row], header: Row,
+def read_profile_table(profile: Profile, rows: list[Row], header: Row | None,
                        context: ReadContext, *,
-                       delimiter: str | None = None) -> ParsedStatement:
-    """Read the table under `header` into one statement.
+                       delimiter: str | None = None) -> list[ParsedStatement]:
+    """Read the table under `header` into statements, one per account.
 
-    `delimiter` is the CSV separator; with `decimal = "auto"` a `;` file
-    defaults to a decimal comma when no amount decides the format.
+    `header` is None for a positional profile, whose table starts at the
+    first row. `delimiter` is the CSV separator; with `decimal = "auto"` a
+    `;` file defaults to a decimal comma when no amount decides the format.
+    Rows whose account column names different accounts of ours become one
+    statement per account, in the order the accounts first appear.
     """
     columns = _resolve(profile, header)
-    preamble = [row for row in rows if row.number < header.number]
-    body, notes = _body(profile, rows, header, columns)
+    start = header.number if header is not None else 0
+    preamble = [row for row in rows if row.number < start]
+    body, notes, balances = _body(profile, rows, start, columns)
     reader = _RowReader(profile, columns, context, notes, preamble)
     reader.comma_default = delimiter == ";"
     reader.decide_formats(body)
-    lines = [line for row in body if (line := reader.read(row)) is not None]
-    return ParsedStatement(
-        file_name=context.file_name,
-        format="csv",
-        lines=lines,
-        account=_account(profile, preamble),
-        currency=profile.currency,
-        notes=notes + reader.summary(),
-    )
+    reader.read_balances(balances)
+    read: list[tuple[str | None, StatementRecord]] = []
+    for row in body:
+        line = reader.read(row)
+        if line is not None:
+            read.append((reader.account_of(row), line))
+    return _statements(profile, context, preamble, _by_account(read, context),
+                       balances, notes + reader.summary())
 
 
-def _body(profile: Profile, rows: list[Row], header: Row,
-          columns: _Columns) -> tuple[list[Row], list[str]]:
+def _by_account(read: list[tuple[str | None, StatementRecord]],
+                context: ReadContext) -> dict[str | None, list[StatementRecord]]:
+    accounts: dict[str | None, list[StatementRecord]] = {}
+    for account, _line in read:
+        accounts.setdefault(account, [])
+    split = len(accounts) > 1
+    for position, (account, line) in enumerate(read, start=1):
+        if split and not line.line_ref and not line.bank_id:
+            # A line without a bank id is named by its position among the
+            # file's lines, which the statements of a split file no longer
+            # give, so the position is fixed here.
+            line = dataclasses.replace(
+                line, line_ref=f"{context.file_name}:{position}")
+        accounts[account].append(line)
+    return accounts
+
+
+def _statements(profile: Profile, context: ReadContext, preamble: list[Row],
+                accounts: dict[str | None, list[StatementRecord]],
+                balances: _Balances, notes: list[str]) -> list[ParsedStatement]:
+    default_account = _account(profile, preamble)
+    if not accounts:
+        accounts = {None: []}
+    statements = [
+        ParsedStatement(
+            file_name=context.file_name,
+            format="csv",
+            lines=lines,
+            account=account or default_account,
+            currency=profile.currency,
+            notes=list(notes),
+        )
+        for account, lines in accounts.items()
+    ]
+    if len(statements) == 1:
+        statements[0].opening_balance = balances.values.get("opening")
+        statements[0].closing_balance = balances.values.get("closing")
+    elif balances.values:
+        for statement in statements:
+            statement.notes.append(
+                f"the balance rows were not checked because the file holds "
+                f"{len(statements)} accounts")
+    return statements
+
+
+def _body(profile: Profile, rows: list[Row], start: int,
+          columns: _Columns) -> tuple[list[Row], list[str], _Balances]:
     body, notes = [], []
+    balances = _Balances()
     amount_names = ("amount", "debit", "credit")
     for row in rows:
-        if row.number <= header.number or row.is_blank():
+        if row.is_blank():
             continue
         first = next((cell for cell in row.cells if cell), "")
-        if first.startswith("---") or first.startswith("\x00csv-error"):
+        kind = profile.balance_kind(first)
+        if kind is not None and kind not in balances.rows:
+            balances.rows[kind] = row
+            if row.number > start:
+                notes.append(_end_note(row, kind, rows))
+                break
+            continue
+        if row.number <= start:
+            continue
+        if first.startswith(("---", "\x00csv-error")):
             if first.startswith("\x00"):
                 body.append(row)
             break
@@ -117,7 +203,17 @@ def _body(profile: Profile, rows: list[Row], header: Row,
                          "(a footer note) and was left out")
             continue
         body.append(row)
-    return body, notes
+    return body, notes, balances
+
+
+def _end_note(row: Row, kind: str, rows: list[Row]) -> str:
+    after = sum(1 for other in rows if other.number > row.number
+                and not other.is_blank())
+    note = (f"row {row.number} holds the {kind} balance, not a transaction, "
+            "so the table ends above it")
+    if after:
+        note += f"; the {after} non-blank rows below it were left out"
+    return note
 
 
 def _blank(profile: Profile, value: str) -> bool:
@@ -158,7 +254,8 @@ class _RowReader:
     def decide_formats(self, body: list[Row]) -> None:
         problems = self.context.problems
         money = [(row.number, self.columns.get(row, name)) for row in body
-                 for name in ("amount", "debit", "credit", "balance")]
+                 for name in ("amount", "debit", "credit", "balance",
+                              "balance_before")]
         money = [(n, text) for n, text in money if not _blank(self.profile, text)]
         if self.profile.decimal in (DOT, COMMA):
             self.decimal = self.profile.decimal
@@ -184,6 +281,36 @@ class _RowReader:
                 self.notes.append(note)
         else:
             self.date_format = formats[0]
+
+    def read_balances(self, balances: _Balances) -> None:
+        """Read the amounts of the balance rows with the file's number format."""
+        for kind, row in balances.rows.items():
+            value = self._balance_value(row)
+            if value is None:
+                self.context.problems.file(
+                    f"the {kind} balance row holds no amount in the file's "
+                    "number format; correct the row or remove it",
+                    line=row.number, field=f"{kind}_balance",
+                    value=" | ".join(cell for cell in row.cells if cell))
+                continue
+            balances.values[kind] = value
+
+    def _balance_value(self, row: Row) -> Decimal | None:
+        # The label is the first cell and the amount the last one that reads
+        # as money; the columns in between differ from bank to bank.
+        for cell in reversed(row.cells[1:]):
+            if _blank(self.profile, cell):
+                continue
+            try:
+                return parse_amount(cell, self.decimal)
+            except ValueProblem:
+                continue
+        return None
+
+    def account_of(self, row: Row) -> str | None:
+        """Return our account as the row's account column names it, or None."""
+        value = self.columns.get(row, "account").strip()
+        return value or None
 
     def read(self, row: Row) -> StatementRecord | None:
         if row.cells and row.cells[0].startswith("\x00"):
@@ -216,6 +343,10 @@ class _RowReader:
             if match:
                 name, account = match.group(1).strip(), match.group(2).strip()
         kind = get(row, "type")
+        found = self._memo_parts(row)
+        name = name or found.get("counterparty_name", "")
+        account = account or found.get("counterparty_account", "")
+        kind = kind or found.get("type", "")
         reference = clean_bank_id(get(row, "reference"))
         return StatementRecord(
             line_ref="",
@@ -232,16 +363,28 @@ class _RowReader:
             unknown_type=self._unknown(kind),
             source_line=row.number,
             bank_id=reference,
-            balance=self._balance(row),
+            balance=self._balance(row, amount),
         )
 
     def _text(self, value: str) -> str:
         return "" if _blank(self.profile, value) else " ".join(value.split())
 
+    def _memo_parts(self, row: Row) -> dict[str, str]:
+        """Return the fields the profile's memo pattern finds in a memo cell."""
+        if not self.profile.memo_pattern:
+            return {}
+        for index in self.columns.memo:
+            match = re.search(self.profile.memo_pattern,
+                              self.columns.cell(row, index))
+            if match:
+                return {key: value.strip()
+                        for key, value in match.groupdict().items() if value}
+        return {}
+
     def _memo(self, row: Row) -> str:
         parts: list[str] = []
         for index in self.columns.memo:
-            text = self._text(row.cell(index))
+            text = self._text(self.columns.cell(row, index))
             if text and text not in parts:
                 parts.append(text)
         return " ".join(parts)
@@ -317,11 +460,15 @@ class _RowReader:
             return code
         return self.profile.currency or self.context.currency
 
-    def _balance(self, row: Row) -> Decimal | None:
+    def _balance(self, row: Row, amount: Decimal) -> Decimal | None:
         try:
-            return self._money(self.columns.get(row, "balance"))
+            after = self._money(self.columns.get(row, "balance"))
+            before = self._money(self.columns.get(row, "balance_before"))
         except ValueProblem:
             return None  # banks mask the balance (xx,yyyy.zz) in some exports
+        if after is None and before is not None:
+            return before + amount
+        return after
 
     def _unknown(self, kind: str) -> bool:
         if not self.profile.known_types or not kind:

@@ -1,8 +1,9 @@
 """CSV, XLS and XLSX statements: the canonical CSV and bank profiles.
 
 The canonical CSV is tried first. Otherwise each profile, specific ones
-first, looks for its header row among the first rows of the file. The
-first profile that finds one reads the table below it.
+first, looks for its header row among the first rows of the file, or for a
+positional profile, checks that the first rows have its layout. The first
+profile that fits reads the table.
 """
 
 from __future__ import annotations
@@ -94,18 +95,25 @@ def _read_with_profiles(tables, context: ReadContext, decoded: Decoded | None,
         return []
     for profile in profiles:
         for kind, rows, delimiter in tables(profile):
-            header = _find_header(profile, rows)
-            if header is None:
-                continue
-            statement = read_profile_table(profile, rows, header, context,
-                                           delimiter=delimiter)
-            statement.format = kind
-            return [_stamp(statement, decoded, profile)]
+            if profile.positional:
+                if not profile.fits_layout(rows):
+                    continue
+                header = None
+            else:
+                header = _find_header(profile, rows)
+                if header is None:
+                    continue
+            statements = read_profile_table(profile, rows, header, context,
+                                            delimiter=delimiter)
+            for statement in statements:
+                statement.format = kind
+            return [_stamp(statement, decoded, profile) for statement in statements]
 
     context.problems.file(
         "no known statement layout matches this file: it is not MT940, camt, "
-        "OFX or the canonical CSV, and no bank profile finds its header row; "
-        "pass the profile that fits or add one for this bank",
+        "OFX or the canonical CSV, no bank profile finds its header row and "
+        "no positional profile fits its rows; pass the profile that fits or "
+        "add one for this bank",
         line=1, field="header", value=first,
     )
     return []
@@ -135,7 +143,7 @@ def _stamp(statement: ParsedStatement, decoded: Decoded | None,
            profile: Profile | None) -> ParsedStatement:
     if decoded is not None:
         statement.encoding = decoded.encoding
-        statement.notes = decoded.notes + statement.notes
+        statement.notes = list(decoded.notes) + statement.notes
     statement.profile = profile.name if profile else None
     return statement
 

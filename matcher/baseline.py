@@ -1,12 +1,13 @@
 """The rule-based baseline matcher that benchmarks compare against.
 
 It finds the customer by a known bank account (from the master data or a
-confirmed past payment), else by the exact master name. It takes order
-numbers of that customer written as-is in the memo; else the customer's one
-open order whose open amount equals the payment; else it books the money to
-the customer's prepayment balance. It decides `auto` when referenced orders
-are paid exactly or the one equal order is found, `review` when only the
-customer is known, and `unmatched` otherwise. It flags no anomalies.
+confirmed past payment), else by the exact master name. Then it books the
+orders of that customer whose numbers the memo writes as-is. Without such a
+number it books the customer's one open order whose open amount equals the
+payment, and otherwise the customer's prepayment balance. It decides `auto`
+when referenced orders are paid exactly or the one equal order is found,
+`review` when only the customer is known, and `unmatched` otherwise. It
+flags no anomalies.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def baseline_match(data) -> list[dict]:
 
     Returns allocation rows in the shape of `LineResult.rows()`, lines in
     input order. Lines are booked in booking-date order, so a later line
-    sees the open amounts that earlier ones left.
+    is matched against the open amounts that earlier ones left.
     """
     book = _build(data)
     lines = data.statement_lines
@@ -112,8 +113,11 @@ def _referenced(orders: list[_Order], memo: str) -> list[_Order]:
     folded = fold_width(memo).upper()
     found = []
     for order in orders:
-        number = re.escape(order.order_id.upper())
-        if re.search(rf"(?<![A-Z0-9]){number}(?![A-Z0-9])", folded):
+        number = order.order_id.upper()
+        if number not in folded:
+            continue
+        bounded = rf"(?<![A-Z0-9]){re.escape(number)}(?![A-Z0-9])"
+        if re.search(bounded, folded):
             found.append(order)
     return found
 

@@ -280,7 +280,9 @@ class MatchIndex:
         for gram in _bigrams(core):
             for cid in self.bigrams.get(gram, ()):
                 shared[cid] += 1
-        for cid, _ in shared.most_common(30):
+        # Sorted on the id too, so ties at the cut do not depend on set order.
+        nearest = sorted(shared.items(), key=lambda item: (-item[1], item[0]))
+        for cid, _ in nearest[:30]:
             score = fuzz.ratio(core, self.core_names[cid])
             partial = fuzz.partial_ratio(core, self.core_names[cid])
             # A short name inside the full one (恒达机械 in 恒达机械设备) counts.

@@ -201,12 +201,12 @@ class Matcher:
         self.duplicates = DuplicateTracker()
 
     def match(
-        self, line: StatementRecord, *, book: bool = True, score: bool = True
+        self, line: StatementRecord, *, book: bool = True, score_anomaly: bool = True
     ) -> LineResult:
         """Match one line; with `book`, the suggestion reduces open amounts.
 
-        With `score` false the anomaly score is left at 0.0 for the caller
-        to fill in with `score_anomalies`, which is much faster in batches.
+        With `score_anomaly` false the anomaly score is left at 0.0 for the
+        caller to fill in with `score_anomalies`, which is faster in batches.
         """
         context, candidates, scores = score_line(self.index, self.model, line)
         decision, confidence, ranked, reasons = decide(
@@ -214,7 +214,7 @@ class Matcher:
         )
         chosen = ranked[0].candidate if decision != UNMATCHED else _none(ranked)
         anomaly_reasons = self._anomaly_reasons(line, context, chosen, decision)
-        score = self._anomaly_score(line, chosen) if score else 0.0
+        score = self._anomaly_score(line, chosen) if score_anomaly else 0.0
         if "duplicate" in anomaly_reasons and decision == AUTO:
             decision = REVIEW
             reasons.append("review: looks like a repeat of an earlier payment")
@@ -254,7 +254,7 @@ class Matcher:
         order = sorted(range(len(lines)), key=lambda i: (lines[i].booking_date, i))
         results: list[LineResult | None] = [None] * len(lines)
         for i in order:
-            results[i] = self.match(lines[i], score=False)
+            results[i] = self.match(lines[i], score_anomaly=False)
         self.score_anomalies(results)  # type: ignore[arg-type]
         log.info("matched %d lines with model %s", len(lines), self.model.version)
         return results  # type: ignore[return-value]

@@ -11,8 +11,9 @@ import logging
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
-from models.db import make_engine, migrate
+from models.db import make_engine, migrate, session_scope
 from service.api import lines, masterdata, reports, system, tasks
 from service.api.errors import BodySizeLimit, install_error_handlers
 from service.api.schemas import ErrorBody
@@ -24,8 +25,7 @@ log = logging.getLogger("cashmatch.service")
 # events younger than this so a reader never skips one (see operations.feed).
 POSTGRES_FEED_SETTLE_SECONDS = 2.0
 ERROR_RESPONSES = {
-    status: {"model": ErrorBody}
-    for status in (400, 401, 403, 404, 409, 413, 422)
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422)
 }
 
 
@@ -40,6 +40,7 @@ def create_app(
     if engine is None:
         engine = make_engine(settings.database_url)
     migrate(engine)
+    _ensure_serving_model(settings, engine)
 
     app = FastAPI(
         title="Cashmatch",
@@ -55,12 +56,40 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    for router in (system.router, lines.router, masterdata.router, tasks.router, reports.router):
+    for router in (
+        system.router,
+        lines.router,
+        masterdata.router,
+        tasks.router,
+        reports.router,
+    ):
         app.include_router(router)
     if review_page:
         _mount_review_page(app, settings, engine)
     log.info("app created on %s", engine.url.render_as_string(hide_password=True))
     return app
+
+
+def _ensure_serving_model(settings: Settings, engine: Engine) -> None:
+    """Load the serving model, installing the cold-start model if none serves.
+
+    Doing this at start-up keeps the first requests from racing to install
+    the cold-start model, which would fail all but one of them.
+    """
+    from service.serving import current_model
+
+    for attempt in range(1, 3):
+        try:
+            with session_scope(engine) as session:
+                model = current_model(session, settings)
+        except IntegrityError:
+            # Another worker installed the same model at the same moment.
+            if attempt == 2:
+                raise
+            log.info("another worker installed the serving model; loading it")
+            continue
+        log.info("serving model %s", model.version)
+        return
 
 
 def _mount_review_page(app: FastAPI, settings: Settings, engine: Engine) -> None:

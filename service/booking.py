@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import update
+from sqlalchemy import case, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from features.text import normalize_account
@@ -156,7 +157,7 @@ def _claim_line(
     ]
     if expected_version is not None:
         conditions.append(StatementLine.version == expected_version)
-    result = session.execute(
+    claimed = session.execute(
         update(StatementLine)
         .where(*conditions)
         .values(
@@ -164,10 +165,16 @@ def _claim_line(
             customer_id=parts[0].customer_id,
             version=StatementLine.version + 1,
         )
+        .returning(StatementLine.version)
         .execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 1:
-        session.refresh(line)
+    ).first()
+    if claimed is not None:
+        _set_loaded(
+            line,
+            status="allocated",
+            customer_id=parts[0].customer_id,
+            version=claimed.version,
+        )
         return
 
     session.refresh(line)
@@ -210,7 +217,8 @@ def _take_from_order(session: Session, part: Part, line: StatementLine) -> None:
             f"order {part.order_id} is in {order.currency} and line "
             f"{line.line_ref} in {line.currency}; book it to the balance instead"
         )
-    result = session.execute(
+    remaining = SalesOrder.open_amount - part.amount
+    taken = session.execute(
         update(SalesOrder)
         .where(
             SalesOrder.order_id == part.order_id,
@@ -218,20 +226,32 @@ def _take_from_order(session: Session, part: Part, line: StatementLine) -> None:
             SalesOrder.open_amount >= part.amount,
         )
         .values(
-            open_amount=SalesOrder.open_amount - part.amount,
+            open_amount=remaining,
+            status=case((remaining == 0, "paid"), else_="partly_paid"),
             version=SalesOrder.version + 1,
             updated_at=utcnow(),
         )
+        .returning(SalesOrder.open_amount, SalesOrder.status, SalesOrder.version)
         .execution_options(synchronize_session=False)
-    )
-    session.refresh(order)
-    if result.rowcount != 1:
+    ).first()
+    if taken is None:
+        session.refresh(order)
         raise AllocationConflict(
             f"order {part.order_id} has {order.open_amount} open ({order.status}); "
             f"it cannot take {part.amount}"
         )
-    order.status = "paid" if order.open_amount == 0 else "partly_paid"
-    session.add(order)
+    _set_loaded(
+        order,
+        open_amount=taken.open_amount,
+        status=taken.status,
+        version=taken.version,
+    )
+
+
+def _set_loaded(row, **values) -> None:
+    """Set attributes to what an UPDATE just wrote, without marking them dirty."""
+    for name, value in values.items():
+        set_committed_value(row, name, value)
 
 
 def _reject_proposals(session: Session, line_id: int) -> None:

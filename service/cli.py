@@ -94,8 +94,18 @@ def import_command(
     skip_bad_lines: Annotated[
         bool, typer.Option(help="Import the readable lines and list the rest")
     ] = False,
+    accept_unbalanced: Annotated[
+        bool,
+        typer.Option(
+            help="Import a statement whose lines do not add up to its closing "
+            "balance, and record the difference"
+        ),
+    ] = False,
 ) -> None:
-    """Import a statement file; lines already imported are not added again."""
+    """Import a statement file; lines already imported are not added again.
+
+    The whole file is imported in one transaction, or nothing is.
+    """
     from service.imports import import_file
 
     with database() as (session, settings):
@@ -106,13 +116,39 @@ def import_command(
             account=account,
             profile=profile,
             skip_bad_lines=skip_bad_lines,
+            accept_unbalanced=accept_unbalanced,
             actor="cli",
         )
+    batches = ", ".join(str(batch_id) for batch_id in report.batch_ids)
+    typer.echo(f"{report.summary()}; batch {batches or 'none'}")
+    for detail in report.details():
+        typer.echo(f"  {detail}")
+
+
+@app.command("void")
+def void(
+    batch_id: Annotated[int, typer.Argument(help="The import batch to void")],
+    reason: Annotated[
+        str, typer.Option(help="Why the batch was wrong, for the audit log")
+    ],
+    actor: Annotated[
+        Optional[str],
+        typer.Option(help="Who voids the batch; default cli:<login name>"),
+    ] = None,
+) -> None:
+    """Void a wrongly imported batch: its lines and their allocations are undone."""
+    import getpass
+
+    from service.voiding import void_batch
+
+    if actor is None:
+        try:
+            actor = f"cli:{getpass.getuser()}"
+        except (KeyError, OSError):  # no login name in this environment
+            actor = "cli"
+    with database() as (session, settings):
+        report = void_batch(session, batch_id, actor=actor, reason=reason)
     typer.echo(report.summary())
-    for problem in report.skipped:
-        typer.echo(f"  skipped {problem}")
-    for note in report.notes:
-        typer.echo(f"  note: {note}")
 
 
 @app.command("load")

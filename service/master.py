@@ -114,15 +114,18 @@ def upsert_orders(
     ERP's open amount, because the ERP could not have known them yet.
     """
     as_of = as_of or utcnow()
+    records = list(records)
     report = LoadReport()
     known_customers = set(session.exec(select(Customer.customer_id)).all())
+    existing = _orders_by_id(session, [record.order_id for record in records])
+    booked = _booked_since(session, list(existing), as_of)
     for record in records:
         if record.customer_id not in known_customers:
             raise UnknownCustomer(
                 f"order {record.order_id} names customer {record.customer_id!r}, "
                 "which is not loaded; load customers.csv first"
             )
-        order = session.get(SalesOrder, record.order_id)
+        order = existing.get(record.order_id)
         if order is None:
             order = SalesOrder(
                 order_id=record.order_id,
@@ -132,19 +135,29 @@ def upsert_orders(
                 erp_open_amount=record.open_amount,
                 open_amount=record.open_amount,
             )
+            existing[record.order_id] = order
             report.created += 1
         else:
             order.version += 1
             report.updated += 1
-        _apply_order_record(session, order, record, as_of)
+        _apply_order_record(order, record, as_of, booked.get(record.order_id, ZERO))
         session.add(order)
     session.flush()
     log.info("loaded orders: %s", report)
     return report
 
 
+def _orders_by_id(session: Session, order_ids: list[str]) -> dict[str, SalesOrder]:
+    found: dict[str, SalesOrder] = {}
+    for start in range(0, len(order_ids), 500):
+        chunk = order_ids[start : start + 500]
+        query = select(SalesOrder).where(SalesOrder.order_id.in_(chunk))
+        found.update((order.order_id, order) for order in session.exec(query).all())
+    return found
+
+
 def _apply_order_record(
-    session: Session, order: SalesOrder, record: OrderRecord, as_of: datetime
+    order: SalesOrder, record: OrderRecord, as_of: datetime, booked: Decimal
 ) -> None:
     order.customer_id = record.customer_id
     order.order_date = record.order_date
@@ -154,22 +167,28 @@ def _apply_order_record(
     order.erp_open_amount = record.open_amount
     order.erp_as_of = as_of
     order.updated_at = utcnow()
-    booked = booked_since(session, order.order_id, as_of)
     order.open_amount = max(record.open_amount - booked, ZERO)
     order.status = order_status(record.status.lower(), order)
 
 
-def booked_since(session: Session, order_id: str, since: datetime) -> Decimal:
-    """Return what confirmed allocations took off an order after `since`."""
-    total = session.exec(
-        select(func.sum(Allocation.amount)).where(
-            Allocation.order_id == order_id,
-            Allocation.status == "confirmed",
-            Allocation.target.in_(BOOKED_TARGETS),
-            Allocation.confirmed_at > since,
+def _booked_since(
+    session: Session, order_ids: list[str], since: datetime
+) -> dict[str, Decimal]:
+    """Return what confirmed allocations took off each order after `since`."""
+    found: dict[str, Decimal] = {}
+    for start in range(0, len(order_ids), 500):
+        query = (
+            select(Allocation.order_id, func.sum(Allocation.amount))
+            .where(
+                Allocation.order_id.in_(order_ids[start : start + 500]),
+                Allocation.status == "confirmed",
+                Allocation.target.in_(BOOKED_TARGETS),
+                Allocation.confirmed_at > since,
+            )
+            .group_by(Allocation.order_id)
         )
-    ).one()
-    return total if total is not None else ZERO
+        found.update(session.exec(query).all())
+    return found
 
 
 def order_status(erp_status: str, order: SalesOrder) -> str:

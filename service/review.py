@@ -3,12 +3,12 @@
 The API and the review page share these functions. Every change to a line
 goes through `service.booking`, whose conditional updates keep an order
 from going below zero and a line from being allocated twice. A review task
-is claimed by one clerk at a time; a claim ends after `claim_minutes`, so a
+is claimed by one clerk at a time. A claim ends after `claim_minutes`, so a
 clerk who walks away does not block the line.
 
-Each review decision is kept as a `Label` with the candidates that were
-shown, so training sees the accepted candidate and the rejected ones, and as
-an `AuditEvent`.
+Each review decision is kept as an `AuditEvent` and as a `Label` with the
+candidates that were shown, so training gets the accepted candidate and the
+rejected ones.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class ReviewConflict(CashmatchError):
 
 @dataclass
 class TaskFilter:
-    """Which open review tasks a queue shows; None means any."""
+    """Filter of the open review tasks a queue shows; None means any."""
 
     account: str | None = None
     customer_id: str | None = None
@@ -84,11 +84,12 @@ class TaskPage:
 
 @dataclass(frozen=True)
 class ReviewDecision:
-    """What a clerk chose on a review task.
+    """A clerk's decision on a review task.
 
-    `candidate` is the index of a shown candidate (`choose`; `accept` takes
-    the first), `parts` the allocations of a `split`, `customer_id` the
-    customer whose prepayment balance takes the whole line (`balance`).
+    `candidate` is the index of a shown candidate for `choose`, and `accept`
+    takes the first. `parts` are the allocations of a `split`. `customer_id`
+    names the customer whose prepayment balance takes the whole line, for
+    `balance`.
     """
 
     action: str
@@ -164,33 +165,36 @@ def _open_tasks(
     query = (
         select(ReviewTask, StatementLine)
         .join(StatementLine, StatementLine.id == ReviewTask.line_id)
-        .where(ReviewTask.status == "open")
+        .where(ReviewTask.status == "open", *_line_conditions(filters))
     )
-    conditions = {
-        StatementLine.account: filters.account,
-        StatementLine.decision: filters.decision,
-    }
-    for column, value in conditions.items():
-        if value:
-            query = query.where(column == value)
-    if filters.min_amount is not None:
-        query = query.where(StatementLine.amount >= filters.min_amount)
-    if filters.max_amount is not None:
-        query = query.where(StatementLine.amount <= filters.max_amount)
-    if filters.date_from is not None:
-        query = query.where(StatementLine.booking_date >= filters.date_from)
-    if filters.date_to is not None:
-        query = query.where(StatementLine.booking_date <= filters.date_to)
-    # NOTE: the customer and anomaly filters run in Python on the open
-    # tasks, because the candidates and reasons are JSON columns; a queue of
-    # tens of thousands of open tasks would want indexed columns for them.
     rows = [tuple(row) for row in session.exec(query).all()]
+
+    # NOTE: the customer and anomaly filters run in Python on the open
+    # tasks, because the candidates and reasons are JSON columns. A queue of
+    # tens of thousands of open tasks would need indexed columns for them.
     return [
         (task, line)
         for task, line in rows
         if _customer_fits(line, filters.customer_id)
         and _anomaly_fits(line, filters.anomaly)
     ]
+
+
+def _line_conditions(filters: TaskFilter) -> list:
+    conditions = []
+    if filters.account:
+        conditions.append(StatementLine.account == filters.account)
+    if filters.decision:
+        conditions.append(StatementLine.decision == filters.decision)
+    if filters.min_amount is not None:
+        conditions.append(StatementLine.amount >= filters.min_amount)
+    if filters.max_amount is not None:
+        conditions.append(StatementLine.amount <= filters.max_amount)
+    if filters.date_from is not None:
+        conditions.append(StatementLine.booking_date >= filters.date_from)
+    if filters.date_to is not None:
+        conditions.append(StatementLine.booking_date <= filters.date_to)
+    return conditions
 
 
 def _customer_fits(line: StatementLine, customer_id: str | None) -> bool:
@@ -249,7 +253,11 @@ def claim(
     now = now or utcnow()
     result = session.execute(
         update(ReviewTask)
-        .where(ReviewTask.id == task_id, ReviewTask.status == "open", _claimable(actor, now))
+        .where(
+            ReviewTask.id == task_id,
+            ReviewTask.status == "open",
+            _claimable(actor, now),
+        )
         .values(
             claimed_by=actor,
             claim_expires_at=now + timedelta(minutes=minutes),
@@ -262,7 +270,9 @@ def claim(
     if result.rowcount != 1:
         raise ReviewConflict(_conflict_text(task, now))
     session.add(
-        AuditEvent(actor=actor, action="claim", entity="review_task", entity_id=str(task_id))
+        AuditEvent(
+            actor=actor, action="claim", entity="review_task", entity_id=str(task_id)
+        )
     )
     return task
 
@@ -275,7 +285,10 @@ def claim_next(
     filters: TaskFilter | None = None,
     now: datetime | None = None,
 ) -> ReviewTask | None:
-    """Claim the first claimable task in queue order; None when none is left.
+    """Claim the first free task in queue order; None when none is left.
+
+    A task that the actor has claimed already is not free, so repeated
+    calls move on through the queue.
 
     On PostgreSQL the candidate rows are locked with FOR UPDATE SKIP LOCKED,
     so clerks asking at the same moment get different tasks instead of
@@ -283,18 +296,18 @@ def claim_next(
     """
     now = now or utcnow()
     page = list_tasks(session, filters, limit=100_000)
-    wanted = [task.id for task, _ in page.items if _claimable_now(task, actor, now)]
-    for start in range(0, len(wanted), 50):
-        chunk = wanted[start : start + 50]
+    for task, _ in page.items:
+        if not _free_now(task, now):
+            continue
+        # Lock one row at a time: locking a whole batch would hide every
+        # task of that batch from the other clerks until this one commits.
         query = (
             select(ReviewTask.id)
-            .where(ReviewTask.id.in_(chunk), ReviewTask.status == "open", _claimable(actor, now))
+            .where(ReviewTask.id == task.id, ReviewTask.status == "open", _free(now))
             .with_for_update(skip_locked=True)
         )
-        free = set(session.exec(query).all())
-        for task_id in chunk:
-            if task_id in free:
-                return claim(session, task_id, actor=actor, minutes=minutes, now=now)
+        if session.exec(query).first() is not None:
+            return claim(session, task.id, actor=actor, minutes=minutes, now=now)
     return None
 
 
@@ -321,8 +334,12 @@ def _claimable(actor: str, now: datetime):
     )
 
 
-def _claimable_now(task: ReviewTask, actor: str, now: datetime) -> bool:
-    if task.claimed_by in (None, actor):
+def _free(now: datetime):
+    return or_(ReviewTask.claimed_by.is_(None), ReviewTask.claim_expires_at < now)
+
+
+def _free_now(task: ReviewTask, now: datetime) -> bool:
+    if task.claimed_by is None:
         return True
     return task.claim_expires_at is not None and _aware(task.claim_expires_at) < now
 
@@ -357,7 +374,7 @@ def decide(
     """Carry out a clerk's decision on a task and keep it as a label.
 
     `expected_version` is the line version the clerk saw. Raises
-    ReviewConflict when another clerk holds the task or decided it first,
+    ReviewConflict when another clerk has claimed or decided the task,
     AllocationConflict when the line or an order changed, and
     InvalidAllocation when the decision cannot be booked as given.
     """
@@ -384,24 +401,39 @@ def decide(
             model_version=line.model_version,
         )
     else:
-        _set_line_status(session, line, LINE_STATUS_AFTER[decision.action], expected_version)
+        _set_line_status(
+            session, line, LINE_STATUS_AFTER[decision.action], expected_version
+        )
 
     label = _keep_label(session, line, task, decision, allocations, shown, actor)
-    _audit(session, actor, f"review_{decision.action}", "review_task", task.id, {
-        "line_id": line.id,
-        "line_ref": line.line_ref,
-        "label_id": label.id,
-        "note": decision.note,
-    })
+    _audit(
+        session,
+        actor,
+        f"review_{decision.action}",
+        "review_task",
+        task.id,
+        {
+            "line_id": line.id,
+            "line_ref": line.line_ref,
+            "label_id": label.id,
+            "note": decision.note,
+        },
+    )
     log.info("review task %s decided %s by %s", task.id, decision.action, actor)
     return DecisionOutcome(line, allocations, label, task)
 
 
-def _close_task(session: Session, task_id: int, *, actor: str, now: datetime) -> ReviewTask:
-    """Mark the task decided, unless another clerk holds it or was first."""
+def _close_task(
+    session: Session, task_id: int, *, actor: str, now: datetime
+) -> ReviewTask:
+    """Mark the task decided, unless another clerk has claimed or decided it."""
     result = session.execute(
         update(ReviewTask)
-        .where(ReviewTask.id == task_id, ReviewTask.status == "open", _claimable(actor, now))
+        .where(
+            ReviewTask.id == task_id,
+            ReviewTask.status == "open",
+            _claimable(actor, now),
+        )
         .values(
             status="decided",
             decided_by=actor,
@@ -450,11 +482,17 @@ def candidate_view_parts(view: dict, *, line_ref: str = "") -> list[Part]:
             f"line {line_ref}: this candidate is 'no match'; choose another "
             "candidate, split the line or mark it as not a customer payment"
         )
-    parts = [Part("order", Decimal(amount), customer_id, oid) for oid, amount in view["orders"]]
+    parts = [
+        Part("order", Decimal(amount), customer_id, oid)
+        for oid, amount in view["orders"]
+    ]
     balance = Decimal(view.get("balance") or "0")
     if balance:
         parts.append(Part("balance", balance, customer_id))
-    parts += [Part("fee", Decimal(amount), customer_id, oid) for oid, amount in view.get("fees", [])]
+    parts += [
+        Part("fee", Decimal(amount), customer_id, oid)
+        for oid, amount in view.get("fees", [])
+    ]
     return parts
 
 
@@ -479,7 +517,18 @@ def _set_line_status(
             f"line {line.line_ref} is {line.status} at version {line.version} "
             f"(you saw {expected_version}); reload it and decide again"
         )
-    booking._reject_proposals(session, line.id)
+    _reject_proposals(session, line.id)
+
+
+def _reject_proposals(session: Session, line_id: int) -> None:
+    proposals = session.exec(
+        select(Allocation).where(
+            Allocation.line_id == line_id, Allocation.status == "proposed"
+        )
+    ).all()
+    for allocation in proposals:
+        allocation.status = "rejected"
+        session.add(allocation)
 
 
 def _keep_label(
@@ -574,7 +623,9 @@ def _proposed_parts(session: Session, line: StatementLine) -> list[Part]:
     return [Part(a.target, a.amount, a.customer_id, a.order_id) for a in proposals]
 
 
-def _close_open_task(session: Session, line: StatementLine, actor: str) -> ReviewTask | None:
+def _close_open_task(
+    session: Session, line: StatementLine, actor: str
+) -> ReviewTask | None:
     task = session.exec(
         select(ReviewTask).where(
             ReviewTask.line_id == line.id, ReviewTask.status == "open"
@@ -600,9 +651,9 @@ def reverse_line(
 ) -> DecisionOutcome:
     """Undo what was decided on a line and send it back to the queue.
 
-    A booked line has its allocations reversed (the orders reopen, balance
-    receipts get counter-entries); a line marked as not a customer payment
-    or for refund becomes open again. A new review task is opened.
+    A booked line has its allocations reversed, so the orders reopen and
+    balance receipts get counter-entries. A line marked as not a customer
+    payment or for refund becomes open again. A new review task is opened.
     """
     line = get_line(session, line_id)
     _bump_version(session, line, expected_version)
@@ -620,11 +671,18 @@ def reverse_line(
         )
     task = _reopen_task(session, line, reason)
     label = _undo_label(session, line, task, allocations, actor, reason)
-    _audit(session, actor, "undo", "statement_line", line.id, {
-        "line_ref": line.line_ref,
-        "reason": reason,
-        "allocations": [a.id for a in allocations],
-    })
+    _audit(
+        session,
+        actor,
+        "undo",
+        "statement_line",
+        line.id,
+        {
+            "line_ref": line.line_ref,
+            "reason": reason,
+            "allocations": [a.id for a in allocations],
+        },
+    )
     return DecisionOutcome(line, allocations, label, task)
 
 
@@ -685,12 +743,16 @@ def _undo_label(
     actor: str,
     reason: str,
 ) -> Label:
-    # Training must drop the labels of this line that came before an undo.
+    # NOTE: an undo label marks the earlier labels of this line as withdrawn;
+    # the training dataset has to skip them.
     label = Label(
         line_id=line.id,
         review_task_id=task.id,
         action="undo",
-        chosen={"allocations": [_allocation_view(a) for a in allocations], "note": reason},
+        chosen={
+            "allocations": [_allocation_view(a) for a in allocations],
+            "note": reason,
+        },
         candidates=_shown_candidates(line),
         model_version=line.model_version,
         actor=actor,
@@ -700,13 +762,20 @@ def _undo_label(
     return label
 
 
-def record_refusal(
+def record_rejection(
     session: Session, *, actor: str, line_id: int | None, action: str, reason: str
 ) -> None:
-    """Keep a refused attempt in the audit log, in the caller's new session."""
-    _audit(session, actor, f"{action}_refused", "statement_line", line_id or "", {
-        "reason": reason[:500],
-    })
+    """Keep a rejected attempt in the audit log, in the caller's new session."""
+    _audit(
+        session,
+        actor,
+        f"{action}_rejected",
+        "statement_line",
+        line_id or "",
+        {
+            "reason": reason[:500],
+        },
+    )
 
 
 def _audit(
@@ -749,7 +818,12 @@ def release_cancelled_order(
     released = [_release(session, allocation, actor) for allocation in paid]
     if released:
         total = sum((a.amount for a in released), ZERO)
-        log.info("order %s cancelled: %s released to %s's balance", order_id, total, order.customer_id)
+        log.info(
+            "order %s cancelled: %s released to %s's balance",
+            order_id,
+            total,
+            order.customer_id,
+        )
     return released
 
 
@@ -773,26 +847,40 @@ def _release(session: Session, allocation: Allocation, actor: str) -> Allocation
     )
     session.add(moved)
     session.flush()
+
+    _release_receipt(session, allocation, moved, actor)
+    line = session.get(StatementLine, allocation.line_id)
+    _audit(
+        session,
+        actor,
+        "release",
+        "statement_line",
+        allocation.line_id,
+        {
+            "line_ref": line.line_ref if line else "",
+            "order_id": allocation.order_id,
+            "reversed": [_allocation_view(allocation)],
+            "allocations": [_allocation_view(moved)],
+        },
+    )
+    return moved
+
+
+def _release_receipt(
+    session: Session, released: Allocation, moved: Allocation, actor: str
+) -> None:
     session.add(
         LedgerEntry(
-            customer_id=allocation.customer_id,
+            customer_id=released.customer_id,
             kind="receipt",
-            amount=allocation.amount,
-            line_id=allocation.line_id,
+            amount=released.amount,
+            line_id=released.line_id,
             allocation_id=moved.id,
-            order_id=allocation.order_id,
+            order_id=released.order_id,
             actor=actor,
-            note=f"released from cancelled order {allocation.order_id}",
+            note=f"released from cancelled order {released.order_id}",
         )
     )
-    line = session.get(StatementLine, allocation.line_id)
-    _audit(session, actor, "release", "statement_line", allocation.line_id, {
-        "line_ref": line.line_ref if line else "",
-        "order_id": allocation.order_id,
-        "reversed": [_allocation_view(allocation)],
-        "allocations": [_allocation_view(moved)],
-    })
-    return moved
 
 
 # What a task shows ------------------------------------------------------------
@@ -837,7 +925,9 @@ def earlier_lines(session: Session, line: StatementLine) -> list[StatementLine]:
     """Return this payer's earlier lines, newest first, by account or name."""
     same_payer = []
     if line.counterparty_account:
-        same_payer.append(StatementLine.counterparty_account == line.counterparty_account)
+        same_payer.append(
+            StatementLine.counterparty_account == line.counterparty_account
+        )
     if line.counterparty_name:
         same_payer.append(StatementLine.counterparty_name == line.counterparty_name)
     if not same_payer:
@@ -853,7 +943,11 @@ def earlier_lines(session: Session, line: StatementLine) -> list[StatementLine]:
 
 
 def audit_log(
-    session: Session, *, limit: int = 200, actor: str | None = None, action: str | None = None
+    session: Session,
+    *,
+    limit: int = 200,
+    actor: str | None = None,
+    action: str | None = None,
 ) -> list[AuditEvent]:
     """Return audit events, newest first."""
     query = select(AuditEvent)

@@ -45,7 +45,11 @@ class CaseData:
 def history_index(
     data: CaseData, *, settings: MatchSettings | None = None
 ) -> MatchIndex:
-    """Build the index as it was before the history, with no order paid by it."""
+    """Build the index as it was when the history began.
+
+    Open amounts are those before any history payment, and only the orders
+    placed by the first history line are in it.
+    """
     start = min((line.booking_date for line in data.history_lines), default=None)
     restored = orders_before(data.orders, data.history_allocations)
     if start is None:
@@ -60,7 +64,11 @@ def history_index(
 def replay_history(
     data: CaseData, *, settings: MatchSettings | None = None, label: bool = True
 ):
-    """Replay the history into a fresh index; return the index and examples."""
+    """Replay the history into a fresh index.
+
+    Returns the index with the export's open amounts, the training examples
+    (none unless `label`) and the replay report.
+    """
     index = history_index(data, settings=settings)
     restored = orders_before(data.orders, data.history_allocations)
     examples, report = replay(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from features.pairs import FEATURE_NAMES
 from matcher.pipeline import MatchModel
+from models.errors import CashmatchError
 
 log = logging.getLogger("cashmatch.training")
 
@@ -57,7 +58,9 @@ def cold_start_model(cache_dir: Path | None = None) -> MatchModel:
 
 def _fingerprint() -> str:
     digest = hashlib.sha256()
-    digest.update(repr((_FORMAT, FEATURE_NAMES, sorted(COLD_START_CASE.items()))).encode())
+    digest.update(
+        repr((_FORMAT, FEATURE_NAMES, sorted(COLD_START_CASE.items()))).encode()
+    )
     return digest.hexdigest()[:12]
 
 
@@ -68,7 +71,17 @@ def _load(path: Path) -> MatchModel | None:
         with path.open("rb") as handle:
             model = pickle.load(handle)
         model.check()
-    except Exception as exc:  # a broken or stale cache file is rebuilt
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        AttributeError,
+        ImportError,
+        TypeError,
+        ValueError,
+        CashmatchError,
+    ) as exc:
+        # A broken or stale cache file is rebuilt, never trusted.
         log.warning("cold-start model cache %s is unusable (%s); retraining", path, exc)
         return None
     return model
@@ -88,9 +101,10 @@ def _train() -> MatchModel:
 def _save(model: MatchModel, path: Path) -> None:
     """Write the model atomically, so concurrent first uses never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp")
     try:
-        with handle:
+        with tempfile.NamedTemporaryFile(
+            dir=path.parent, delete=False, suffix=".tmp"
+        ) as handle:
             pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(handle.name, path)
     except OSError as exc:

@@ -109,9 +109,9 @@ def replay(
 ) -> tuple[list[Example], ReplayReport]:
     """Label the candidates of each past line, then book its true allocation.
 
-    `orders` not yet in the index join it on their order date, so a past
-    line never sees an order placed after it. With `label` false the lines
-    are only booked, which is enough to learn payer habits.
+    `orders` not yet in the index join it on their order date, so no past
+    line is matched against an order placed after it. With `label` false
+    the lines are only booked, which is enough to learn payer habits.
     """
     by_line: dict[str, list[AllocationRecord]] = defaultdict(list)
     for row in allocations:
@@ -149,8 +149,6 @@ def _add_placed_orders(
     while placed < len(pending) and pending[placed].order_date <= day:
         index.add_order(pending[placed])
         placed += 1
-    if placed:
-        index.sort_open_orders()
     return pending[placed:]
 
 

@@ -101,8 +101,10 @@ class Metrics:
     def headline(self) -> str:
         """Return the main figures on one line."""
         low, high = self.precision.interval
-        interval = "" if not self.precision.total else (
-            f" (95 % CI {100 * low:.1f}-{100 * high:.1f} %)"
+        interval = (
+            ""
+            if not self.precision.total
+            else (f" (95 % CI {100 * low:.1f}-{100 * high:.1f} %)")
         )
         return (
             f"{self.lines} lines; allocation accuracy {self.accuracy}, "

@@ -85,7 +85,10 @@ def generate_case(
 
     rng = random.Random(seed)
     company = build_company(
-        rng, words, customers=customers, open_orders=open_orders,
+        rng,
+        words,
+        customers=customers,
+        open_orders=open_orders,
         statement_start=STATEMENT_START,
     )
     simulator = LineSimulator(rng, company, words)
@@ -193,21 +196,50 @@ def write_case(case: SyntheticCase, folder: Path) -> None:
     folder = Path(folder)
     (folder / "history").mkdir(parents=True, exist_ok=True)
     data = case.data
-    _write(folder / "customers.csv", ("customer_id", "name", "aliases",
-           "bank_accounts"), (_customer_row(c) for c in data.customers))
-    _write(folder / "orders.csv", ("order_id", "customer_id", "order_date",
-           "amount", "open_amount", "currency", "deposit_amount", "status"),
-           (_order_row(o) for o in data.orders))
-    _write(folder / "invoices.csv", ("invoice_id", "order_ids", "amount",
-           "issue_date"), (_invoice_row(i) for i in data.invoices))
-    _write(folder / "history" / "statement.csv", STATEMENT_COLUMNS,
-           (_line_row(line) for line in data.history_lines))
-    _write(folder / "history" / "allocations.csv", ALLOCATION_COLUMNS,
-           (_allocation_row(row) for row in data.history_allocations))
-    _write(folder / "statement.csv", STATEMENT_COLUMNS,
-           (_line_row(line) for line in data.statement_lines))
-    _write(folder / "truth.csv", ALLOCATION_COLUMNS + ("kind", "anomaly_reasons"),
-           (_truth_row(case, row) for row in case.truth))
+    _write(
+        folder / "customers.csv",
+        ("customer_id", "name", "aliases", "bank_accounts"),
+        (_customer_row(c) for c in data.customers),
+    )
+    _write(
+        folder / "orders.csv",
+        (
+            "order_id",
+            "customer_id",
+            "order_date",
+            "amount",
+            "open_amount",
+            "currency",
+            "deposit_amount",
+            "status",
+        ),
+        (_order_row(o) for o in data.orders),
+    )
+    _write(
+        folder / "invoices.csv",
+        ("invoice_id", "order_ids", "amount", "issue_date"),
+        (_invoice_row(i) for i in data.invoices),
+    )
+    _write(
+        folder / "history" / "statement.csv",
+        STATEMENT_COLUMNS,
+        (_line_row(line) for line in data.history_lines),
+    )
+    _write(
+        folder / "history" / "allocations.csv",
+        ALLOCATION_COLUMNS,
+        (_allocation_row(row) for row in data.history_allocations),
+    )
+    _write(
+        folder / "statement.csv",
+        STATEMENT_COLUMNS,
+        (_line_row(line) for line in data.statement_lines),
+    )
+    _write(
+        folder / "truth.csv",
+        ALLOCATION_COLUMNS + ("kind", "anomaly_reasons"),
+        (_truth_row(case, row) for row in case.truth),
+    )
 
 
 def _write(path: Path, columns, rows) -> None:
@@ -243,7 +275,12 @@ def _order_row(order) -> list[str]:
 
 def _invoice_row(invoice) -> list[str]:
     issued = invoice.issue_date.isoformat() if invoice.issue_date else ""
-    return [invoice.invoice_id, "|".join(invoice.order_ids), str(invoice.amount), issued]
+    return [
+        invoice.invoice_id,
+        "|".join(invoice.order_ids),
+        str(invoice.amount),
+        issued,
+    ]
 
 
 def _line_row(line) -> list[str]:

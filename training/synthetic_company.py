@@ -79,7 +79,7 @@ class Company:
     orders: dict[str, Order] = field(default_factory=dict)
     invoices: dict[str, Invoice] = field(default_factory=dict)
     same_amount_customers: list[str] = field(default_factory=list)
-    numbers: "OrderNumbers | None" = None
+    numbers: OrderNumbers | None = None
     cumulative_weights: list[float] = field(default_factory=list)
 
     def customer(self, customer_id: str) -> Customer:
@@ -141,10 +141,13 @@ class Company:
         To make up for them, untouched export orders are dropped from
         customers that keep more than the minimum.
         """
-        open_orders = [o for o in self.orders.values() if o.open > 0 and o.status == "open"]
+        open_orders = [
+            o for o in self.orders.values() if o.open > 0 and o.status == "open"
+        ]
         extra = len(open_orders) - target_open
         droppable = [
-            o for o in open_orders
+            o
+            for o in open_orders
             if o.export_pool and not o.touched and o.invoice_id is None
         ]
         rng.shuffle(droppable)
@@ -318,8 +321,9 @@ def _export_orders(rng, company: Company, customer: Customer, count: int) -> Non
         placed = start - timedelta(days=rng.randint(1, ORDER_DAYS))
         amount = shared_amount if i < equal_group else None
         created.append(
-            company.new_order(rng, customer, placed=placed, amount=amount,
-                              export_pool=True)
+            company.new_order(
+                rng, customer, placed=placed, amount=amount, export_pool=True
+            )
         )
     _invoice_some(rng, company, created)
     if rng.random() < 0.05:

@@ -187,7 +187,11 @@ class LineSimulator:
         return customer, self.rng.choice(orders)
 
     def _placed(
-        self, customer: Customer, day: date, *, amount: int | None = None,
+        self,
+        customer: Customer,
+        day: date,
+        *,
+        amount: int | None = None,
         invoice: bool = True,
     ) -> Order:
         # Aged like the orders open at the export, so history and statement
@@ -230,9 +234,13 @@ class LineSimulator:
     def _memo_for(self, style: str, order: Order) -> str:
         words = self.words
         if style == "reference":
-            return reference_memo(self.rng, spell_reference(self.rng, order.order_id), words)
+            return reference_memo(
+                self.rng, spell_reference(self.rng, order.order_id), words
+            )
         if style == "typo":
-            return reference_memo(self.rng, typo_reference(self.rng, order.order_id), words)
+            return reference_memo(
+                self.rng, typo_reference(self.rng, order.order_id), words
+            )
         return self.rng.choice(words.goods_words + ("", ""))
 
     def _reference(self, day: date) -> Draft | None:
@@ -293,7 +301,9 @@ class LineSimulator:
         draft.name = customer.sister_name
         draft.account = customer.sister_account
         if self.rng.random() < 0.3:
-            draft.memo = f"代{customer.brand}{customer.industry[:2]}付{draft.memo or '货款'}"
+            draft.memo = (
+                f"代{customer.brand}{customer.industry[:2]}付{draft.memo or '货款'}"
+            )
         return draft
 
     def _invoice(self, day: date) -> Draft | None:
@@ -323,7 +333,8 @@ class LineSimulator:
                     found.setdefault(order.invoice_id, []).append(order)
             invoices = company.invoices
             complete = [
-                orders for iid, orders in found.items()
+                orders
+                for iid, orders in found.items()
                 if len(orders) == len(invoices[iid].order_ids)
             ]
             return self.rng.choice(complete) if complete else []
@@ -357,7 +368,9 @@ class LineSimulator:
         if not with_reference:
             return word
         spelled = spell_reference(self.rng, order.order_id)
-        return self.rng.choice((f"{spelled}{word}", f"{word} {spelled}", f"{spelled} {word}"))
+        return self.rng.choice(
+            (f"{spelled}{word}", f"{word} {spelled}", f"{spelled} {word}")
+        )
 
     # Makers: part payments ------------------------------------------------
 
@@ -365,8 +378,7 @@ class LineSimulator:
         """Pick a customer's export order placed before `day` that `want` accepts."""
         return self._customer_with(
             lambda c: [
-                o for o in self.company.open_orders(c)
-                if o.order_date < day and want(o)
+                o for o in self.company.open_orders(c) if o.order_date < day and want(o)
             ]
         )
 
@@ -418,9 +430,11 @@ class LineSimulator:
             orders = [self._placed(customer, day) for _ in range(size)]
         else:
             customer, pool = self._customer_with(
-                lambda c: self.company.open_orders(c)
-                if len(self.company.open_orders(c)) >= size
-                else []
+                lambda c: (
+                    self.company.open_orders(c)
+                    if len(self.company.open_orders(c)) >= size
+                    else []
+                )
             )
             if customer is None:
                 return None
@@ -472,7 +486,9 @@ class LineSimulator:
         customer = self.company.pick_customer(self.rng)
         open_amounts = {o.open for o in self.company.open_orders(customer)}
         for _ in range(10):
-            cents = self.rng.choice((5_000, 10_000, 20_000, 30_000, 50_000, 100_000)) * 100
+            cents = (
+                self.rng.choice((5_000, 10_000, 20_000, 30_000, 50_000, 100_000)) * 100
+            )
             if cents not in open_amounts:
                 break
         else:
@@ -517,7 +533,8 @@ class LineSimulator:
 
     def _duplicate(self, day: date) -> Draft | None:
         window = [
-            line for line in self.made_lines[-400:]
+            line
+            for line in self.made_lines[-400:]
             if line.settles_whole
             and timedelta(days=1) <= day - line.record.booking_date <= timedelta(days=7)
         ]
@@ -539,27 +556,46 @@ class LineSimulator:
         if roll < 0.35:
             city = rng.choice(words.cities)
             name = f"{rng.choice(words.banks)}{city}分行" if rng.random() < 0.6 else ""
-            return Draft(None, rng.randint(50, 300_000), name=name,
-                         memo=rng.choice(("利息", "结息", "存款利息")))
+            return Draft(
+                None,
+                rng.randint(50, 300_000),
+                name=name,
+                memo=rng.choice(("利息", "结息", "存款利息")),
+            )
         if roll < 0.6:
             city = rng.choice(words.cities)
-            return Draft(None, rng.randint(1000_00, 80_000_00),
-                         name=f"国家金库{city}中心支库",
-                         memo=rng.choice(("退税", "出口退税", "增值税退税")))
-        cents = rng.choice((rng.randint(100_00, 20_000_00), rng.randint(1, 50) * 1000_00))
-        return Draft(None, cents, name=person_name(rng),
-                     account=_new_account(rng, personal=True),
-                     memo=rng.choice(("", "转账", "还款", "往来款")))
+            return Draft(
+                None,
+                rng.randint(1000_00, 80_000_00),
+                name=f"国家金库{city}中心支库",
+                memo=rng.choice(("退税", "出口退税", "增值税退税")),
+            )
+        cents = rng.choice(
+            (rng.randint(100_00, 20_000_00), rng.randint(1, 50) * 1000_00)
+        )
+        return Draft(
+            None,
+            cents,
+            name=person_name(rng),
+            account=_new_account(rng, personal=True),
+            memo=rng.choice(("", "转账", "还款", "往来款")),
+        )
 
     def _money_out(self, day: date) -> Draft | None:
         rng, words = self.rng, self.words
         if rng.random() < 0.3:
-            return Draft(None, -rng.choice((500, 1000, 1500, 2000, 5000)),
-                         memo="手续费")
+            return Draft(
+                None, -rng.choice((500, 1000, 1500, 2000, 5000)), memo="手续费"
+            )
         city = rng.choice(words.cities)
         supplier = f"{city}{rng.choice(sorted(words.homophones))}{rng.choice(words.industries)}有限公司"
-        return Draft(None, -rng.randint(500_00, 200_000_00), name=supplier,
-                     account=_new_account(rng), memo=rng.choice(words.expense_words))
+        return Draft(
+            None,
+            -rng.randint(500_00, 200_000_00),
+            name=supplier,
+            account=_new_account(rng),
+            memo=rng.choice(words.expense_words),
+        )
 
 
 def _kind_counts(shares: dict[str, float], count: int) -> list[str]:
@@ -582,7 +618,9 @@ def _truth_rows(line_ref: str, draft: Draft) -> list[AllocationRecord]:
         for order_id, cents in draft.orders
     ]
     if draft.balance:
-        rows.append(AllocationRecord(line_ref, cid, "", "balance", from_cents(draft.balance)))
+        rows.append(
+            AllocationRecord(line_ref, cid, "", "balance", from_cents(draft.balance))
+        )
     rows += [
         AllocationRecord(line_ref, cid, order_id, "fee", from_cents(cents))
         for order_id, cents in draft.fees
@@ -599,7 +637,10 @@ def _new_account(rng: random.Random, *, personal: bool = False) -> str:
 def _name_variant(rng: random.Random, customer: Customer, words: Vocabulary) -> str:
     """Write a customer's name the way payers and banks shorten or garble it."""
     brand, industry, city, suffix = (
-        customer.brand, customer.industry, customer.city, customer.suffix,
+        customer.brand,
+        customer.industry,
+        customer.city,
+        customer.suffix,
     )
     roll = rng.random()
     if roll < 0.3:

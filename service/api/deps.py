@@ -1,5 +1,6 @@
 """Dependencies shared by the routes: session, caller, permissions, idempotency."""
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,13 +11,14 @@ from fastapi import Depends, Request
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from starlette.datastructures import UploadFile
 
 from models.db import session_scope
 from models.errors import AllocationConflict
 from service import idempotency
 from service.api.errors import ApiError, Replayed
 from service.auth import key_owner
-from service.review import ReviewConflict, record_refusal
+from service.review import ReviewConflict, record_rejection
 from service.settings import Settings
 
 log = logging.getLogger("cashmatch.service")
@@ -41,14 +43,14 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-# scope="function" commits before the response leaves, so a client that
-# reads right after a write sees it, and a failed commit is reported.
+# scope="function" commits before the response is sent. A client that reads
+# right after a write then gets the new data, and a failed commit is reported.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request: the key's owner, role and printable prefix."""
+    """The sender of a request: the key's owner, role and printable prefix."""
 
     name: str
     role: str
@@ -101,8 +103,27 @@ def require(permission: str):
 
 async def request_fingerprint(request: Request) -> str:
     """Return the fingerprint of the request's method, path and body."""
-    body = await request.body()
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        body = await _form_bytes(request)
+    else:
+        body = await request.body()
     return idempotency.request_fingerprint(request.method, request.url.path, body)
+
+
+async def _form_bytes(request: Request) -> bytes:
+    # The multipart stream is consumed by form parsing, so the fingerprint
+    # is built from the parsed fields and the uploaded files' bytes.
+    form = await request.form()
+    parts = []
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            content = await value.read()
+            await value.seek(0)
+            digest = hashlib.sha256(content).hexdigest()
+            parts.append(f"{name}\x00file\x00{value.filename}\x00{digest}")
+        else:
+            parts.append(f"{name}\x00{value}")
+    return "\x01".join(sorted(parts)).encode()
 
 
 class Idempotency:
@@ -153,19 +174,19 @@ def idempotent_write(permission: str):
 
 
 @contextmanager
-def refusals_audited(session: Session, actor: str, line_id: int | None, action: str):
-    """Keep a refused booking in the audit log, then let the error through.
+def rejections_audited(session: Session, actor: str, line_id: int | None, action: str):
+    """Keep a rejected booking in the audit log, then let the error through.
 
     The failed transaction is rolled back first, so the audit event commits
-    alone and the refused booking leaves nothing else behind.
+    alone and the rejected booking leaves nothing else behind.
     """
     try:
         yield
     except (AllocationConflict, ReviewConflict) as exc:
         session.rollback()
-        record_refusal(
+        record_rejection(
             session, actor=actor, line_id=line_id, action=action, reason=str(exc)
         )
         session.commit()
-        log.warning("%s of line %s by %s refused: %s", action, line_id, actor, exc)
+        log.warning("%s of line %s by %s rejected: %s", action, line_id, actor, exc)
         raise

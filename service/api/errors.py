@@ -2,8 +2,8 @@
 
 Domain errors map to the status a client can act on: 404 for a missing
 record, 409 for a conflict with a concurrent change, 422 for input that can
-never be booked as given. Unexpected errors are logged with a traceback and
-answered 500 without internals.
+never be booked as given. An unexpected error is logged with its traceback
+and returned as a 500 that shows no internals.
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ async def _replayed(request: Request, exc: Replayed) -> JSONResponse:
     return JSONResponse(exc.body, exc.status_code, headers={REPLAY_HEADER: "true"})
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(
+    request: Request, exc: RequestValidationError
+) -> JSONResponse:
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
         return error_response(400, "invalid_json", "request body is not valid JSON")
@@ -132,14 +134,12 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error(
-        "%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc
-    )
+    log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
     return error_response(500, "internal_error", "internal error; see the server log")
 
 
 class BodySizeLimit:
-    """ASGI middleware that answers 413 to a body declared too large.
+    """ASGI middleware that returns 413 for a body declared too large.
 
     It reads the Content-Length header only. The upload route also checks
     the bytes it reads, which covers chunked uploads without that header.

@@ -137,4 +137,6 @@ def response(table: Table, fmt: str) -> Response:
         content = ("\ufeff" + csv_text(table.rows, table.columns)).encode("utf-8")
         media_type = "text/csv; charset=utf-8"
     disposition = f'attachment; filename="{table.name}.{fmt}"'
-    return Response(content, media_type=media_type, headers={"Content-Disposition": disposition})
+    return Response(
+        content, media_type=media_type, headers={"Content-Disposition": disposition}
+    )

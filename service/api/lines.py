@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from service import review
 from service.api import operations, schemas
@@ -14,7 +15,7 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
     idempotent_write,
-    refusals_audited,
+    rejections_audited,
     require,
 )
 from service.api.errors import ApiError
@@ -45,7 +46,9 @@ async def upload_statement(
     session: SessionDep,
     settings: SettingsDep,
     write: MatchWrite,
-    file: Annotated[UploadFile, File(description="A statement file of any supported format")],
+    file: Annotated[
+        UploadFile, File(description="A statement file of any supported format")
+    ],
     account: Annotated[str | None, Form(max_length=64)] = None,
     profile: Annotated[str | None, Form(max_length=64)] = None,
     skip_bad_lines: Annotated[bool, Form()] = False,
@@ -53,8 +56,6 @@ async def upload_statement(
 ) -> schemas.ImportPublic:
     """Import a statement file; lines already imported are not added again."""
     data = await _read_limited(file, settings.max_upload_bytes)
-    from starlette.concurrency import run_in_threadpool
-
     result = await run_in_threadpool(
         operations.import_upload,
         session,
@@ -124,7 +125,7 @@ def confirm(
     line_id: int, body: schemas.ConfirmRequest, session: SessionDep, write: ConfirmWrite
 ) -> schemas.LineResult:
     """Confirm a line's allocations, or its suggestion when none are given."""
-    with refusals_audited(session, write.actor, line_id, "confirm"):
+    with rejections_audited(session, write.actor, line_id, "confirm"):
         outcome = review.confirm_line(
             session,
             line_id,
@@ -140,7 +141,7 @@ def change(
     line_id: int, body: schemas.ChangeRequest, session: SessionDep, write: ConfirmWrite
 ) -> schemas.LineResult:
     """Replace a booked line's allocations; the old ones are reversed."""
-    with refusals_audited(session, write.actor, line_id, "change"):
+    with rejections_audited(session, write.actor, line_id, "change"):
         outcome = review.change_line(
             session,
             line_id,
@@ -157,7 +158,7 @@ def reverse(
     line_id: int, body: schemas.ReverseRequest, session: SessionDep, write: ConfirmWrite
 ) -> schemas.LineResult:
     """Reverse a line's allocations; the line goes back to the review queue."""
-    with refusals_audited(session, write.actor, line_id, "reverse"):
+    with rejections_audited(session, write.actor, line_id, "reverse"):
         outcome = review.reverse_line(
             session,
             line_id,

@@ -48,7 +48,9 @@ def upsert_orders(
 
 
 @router.get("/orders/{order_id}", response_model=schemas.OrderPublic)
-def get_order(order_id: str, session: SessionDep, caller: Reader) -> schemas.OrderPublic:
+def get_order(
+    order_id: str, session: SessionDep, caller: Reader
+) -> schemas.OrderPublic:
     """Return an order with its open amount after Cashmatch's bookings."""
     return operations.order_public(session, order_id)
 

@@ -1,10 +1,10 @@
-"""What the routes do, on plain sessions: store, match, load and report.
+"""Service steps behind the routes: store, match, load and report.
 
 The routes parse a request, call one function here or in `service.review`,
-and return its result. These functions hold the API's own rules: lines
-posted to `/v1/match` are stored once per account and line_ref, an order
-cancelled by the ERP releases its payments to the customer's prepayment
-balance, and an invoice is checked against what its customer paid.
+and return its result. The API's own rules live here. Lines posted to
+`/v1/match` are stored once per account and line_ref. An order that the ERP
+cancels releases its payments to the customer's prepayment balance. An
+invoice is checked against what its customer paid.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from service.settings import Settings
 log = logging.getLogger("cashmatch.service")
 
 FEED_ACTIONS = ("confirm", "reverse", "release")
+STORE_ATTEMPTS = 3
 
 
 # Matching posted lines -----------------------------------------------------------
@@ -83,10 +84,14 @@ def match_posted_lines(
     reasons = {outcome.line.id: outcome.reasons for outcome in outcomes}
     fresh_ids = set(reasons)
     matched = [
-        _matched_line(session, stored[key], reasons, already=stored[key].id not in fresh_ids)
+        _matched_line(
+            session, stored[key], reasons, already=stored[key].id not in fresh_ids
+        )
         for key in keyed
     ]
-    return schemas.MatchResponse(model_version=model.version, dry_run=False, lines=matched)
+    return schemas.MatchResponse(
+        model_version=model.version, dry_run=False, lines=matched
+    )
 
 
 def _keyed_lines(
@@ -112,17 +117,21 @@ def _store_posted(
     settings: Settings,
     actor: str,
 ) -> dict[tuple[str, str], StatementLine]:
-    found = _stored_by_ref(session, list(keyed))
-    missing = {key: line for key, line in keyed.items() if key not in found}
-    if missing:
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        found = _stored_by_ref(session, list(keyed))
+        missing = {key: line for key, line in keyed.items() if key not in found}
+        if not missing:
+            break
         try:
             with session.begin_nested():
-                _store_new(session, missing, settings, actor)
+                found |= _store_new(session, missing, settings, actor)
+            break
         except IntegrityError:
-            # A concurrent request stored some of these lines first; they
-            # are committed and visible now.
+            # A concurrent request stored some of these lines first. They
+            # are committed and visible now, so the next pass reads them.
+            if attempt == STORE_ATTEMPTS:
+                raise
             log.info("lines of a posted batch were stored concurrently; reading them")
-        found = _stored_by_ref(session, list(keyed))
     for key, line in keyed.items():
         _check_same_line(found[key], line)
     return found
@@ -155,22 +164,29 @@ def _store_new(
     missing: dict[tuple[str, str], schemas.LineCreate],
     settings: Settings,
     actor: str,
-) -> None:
-    by_account: dict[str, list[StatementRecord]] = defaultdict(list)
-    for (account, _), line in missing.items():
-        currency = line.currency or _account_currency(session, account, settings)
-        by_account[account].append(_record(line, currency))
+) -> dict[tuple[str, str], StatementLine]:
+    """Store the missing lines and return them by account and line_ref.
+
+    A line whose de-duplication key is stored already under another
+    line_ref (the same bank transaction) maps to that stored line.
+    """
+    by_account: dict[str, list[tuple[tuple[str, str], StatementRecord]]] = defaultdict(
+        list
+    )
+    for key, line in missing.items():
+        currency = line.currency or _account_currency(session, key[0], settings)
+        by_account[key[0]].append((key, _record(line, currency)))
     statements = [
         ParsedStatement(
             file_name="api",
             format="api",
-            lines=records,
+            lines=[record for _, record in pairs],
             account=account,
-            currency=records[0].currency,
+            currency=pairs[0][1].currency,
         )
-        for account, records in by_account.items()
+        for account, pairs in by_account.items()
     ]
-    store_statements(
+    report = store_statements(
         session,
         statements,
         settings,
@@ -178,6 +194,8 @@ def _store_new(
         file_sha256=_digest(missing),
         actor=actor,
     )
+    keys = [key for pairs in by_account.values() for key, _ in pairs]
+    return dict(zip(keys, lines_for_keys(session, report.line_keys), strict=True))
 
 
 def _record(line: schemas.LineCreate, currency: str) -> StatementRecord:
@@ -205,7 +223,10 @@ def _account_currency(session: Session, account: str, settings: Settings) -> str
 
 def _digest(missing: dict[tuple[str, str], schemas.LineCreate]) -> str:
     text = json.dumps(
-        [[key[0], key[1], line.model_dump(mode="json")] for key, line in missing.items()],
+        [
+            [key[0], key[1], line.model_dump(mode="json")]
+            for key, line in missing.items()
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()
@@ -231,7 +252,9 @@ def _matched_line(
     *,
     already: bool,
 ) -> schemas.MatchedLine:
-    shown = reasons.get(line.id) or list((line.suggestion or {}).get("reasons", []))
+    line_reasons = reasons.get(line.id) or list(
+        (line.suggestion or {}).get("reasons", [])
+    )
     return schemas.MatchedLine(
         line_id=line.id,
         account=line.account,
@@ -240,7 +263,7 @@ def _matched_line(
         status=line.status,
         decision=line.decision or "",
         already_stored=already,
-        reasons=shown,
+        reasons=line_reasons,
         allocations=allocation_rows(session, line),
     )
 
@@ -298,7 +321,9 @@ def _with_decision(outcome: LineOutcome) -> list[dict]:
     return rows
 
 
-def allocation_rows(session: Session, line: StatementLine) -> list[schemas.AllocationRow]:
+def allocation_rows(
+    session: Session, line: StatementLine
+) -> list[schemas.AllocationRow]:
     """Return a stored line's rows of the allocations output."""
     return [_row(row) for row in line_rows(session, [line])]
 
@@ -400,7 +425,9 @@ def upsert_orders(
     released: list[Allocation] = []
     for record in records:
         if record.status == "cancelled":
-            released += review.release_cancelled_order(session, record.order_id, actor=actor)
+            released += review.release_cancelled_order(
+                session, record.order_id, actor=actor
+            )
     session.flush()
     return schemas.UpsertReport(
         created=report.created,
@@ -438,7 +465,9 @@ def customer_public(session: Session, customer_id: str) -> schemas.CustomerPubli
     """Return a stored customer with aliases, accounts and balance."""
     customer = session.get(Customer, customer_id)
     if customer is None:
-        raise ApiError(404, "customer_not_found", f"customer {customer_id!r} does not exist")
+        raise ApiError(
+            404, "customer_not_found", f"customer {customer_id!r} does not exist"
+        )
     aliases = session.exec(
         select(CustomerAlias.alias).where(CustomerAlias.customer_id == customer_id)
     ).all()
@@ -476,7 +505,9 @@ def invoice_check(session: Session, invoice_id: str) -> schemas.InvoiceCheck:
     """
     invoice = session.get(Invoice, invoice_id)
     if invoice is None:
-        raise ApiError(404, "invoice_not_found", f"invoice {invoice_id!r} does not exist")
+        raise ApiError(
+            404, "invoice_not_found", f"invoice {invoice_id!r} does not exist"
+        )
     paid = ZERO
     for order_id in invoice.order_ids or ():
         order = session.get(SalesOrder, order_id)
@@ -500,7 +531,9 @@ def invoice_check(session: Session, invoice_id: str) -> schemas.InvoiceCheck:
 def ledger(session: Session, customer_id: str) -> schemas.BalancePublic:
     """Return a customer's prepayment balance and ledger, oldest entry first."""
     if session.get(Customer, customer_id) is None:
-        raise ApiError(404, "customer_not_found", f"customer {customer_id!r} does not exist")
+        raise ApiError(
+            404, "customer_not_found", f"customer {customer_id!r} does not exist"
+        )
     entries = session.exec(
         select(LedgerEntry)
         .where(LedgerEntry.customer_id == customer_id)
@@ -527,7 +560,9 @@ def feed(
         AuditEvent.id > cursor, AuditEvent.action.in_(FEED_ACTIONS)
     )
     if settle_seconds > 0:
-        query = query.where(AuditEvent.at <= utcnow() - timedelta(seconds=settle_seconds))
+        query = query.where(
+            AuditEvent.at <= utcnow() - timedelta(seconds=settle_seconds)
+        )
     query = query.order_by(AuditEvent.id).limit(limit)
     events: list[schemas.FeedEvent] = []
     next_cursor = cursor
@@ -579,7 +614,9 @@ def task_public(task, line: StatementLine) -> schemas.TaskPublic:
     )
 
 
-def line_result(session: Session, outcome: review.DecisionOutcome) -> schemas.LineResult:
+def line_result(
+    session: Session, outcome: review.DecisionOutcome
+) -> schemas.LineResult:
     """Return a line after a decision or correction, with its rows."""
     session.flush()
     session.refresh(outcome.line)
@@ -596,4 +633,3 @@ def parts_of(allocations: list[schemas.AllocationCreate] | None) -> list[Part] |
     if allocations is None:
         return None
     return [Part(a.target, a.amount, a.customer_id, a.order_id) for a in allocations]
-

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from service import review
 from service.api import exporting, operations, schemas
 from service.api.deps import Caller, SessionDep, require
-from service import review
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 

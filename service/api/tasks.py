@@ -16,7 +16,7 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
     idempotent_write,
-    refusals_audited,
+    rejections_audited,
     require,
 )
 from service.api.errors import ApiError
@@ -62,7 +62,9 @@ def list_tasks(
     session: SessionDep,
     caller: Reader,
     filters: FilterDep,
-    sort: Annotated[Literal["priority", "amount", "age", "uncertainty"], Query()] = "priority",
+    sort: Annotated[
+        Literal["priority", "amount", "age", "uncertainty"], Query()
+    ] = "priority",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> schemas.TaskPage:
@@ -101,13 +103,17 @@ def claim(
     task_id: int, session: SessionDep, settings: SettingsDep, write: ReviewWrite
 ) -> schemas.TaskPublic:
     """Claim a task, or renew one's own claim, for `claim_minutes`."""
-    task = review.claim(session, task_id, actor=write.actor, minutes=settings.claim_minutes)
+    task = review.claim(
+        session, task_id, actor=write.actor, minutes=settings.claim_minutes
+    )
     line = review.get_line(session, task.line_id)
     return write.finish(operations.task_public(task, line))
 
 
 @router.post("/{task_id}/release", response_model=schemas.TaskPublic)
-def release(task_id: int, session: SessionDep, write: ReviewWrite) -> schemas.TaskPublic:
+def release(
+    task_id: int, session: SessionDep, write: ReviewWrite
+) -> schemas.TaskPublic:
     """Give up one's claim on a task."""
     task = review.release(session, task_id, actor=write.actor)
     line = review.get_line(session, task.line_id)
@@ -130,7 +136,7 @@ def decide(
         note=body.note,
     )
     task = review.get_task(session, task_id)
-    with refusals_audited(session, write.actor, task.line_id, body.action):
+    with rejections_audited(session, write.actor, task.line_id, body.action):
         outcome = review.decide(
             session, task_id, decision, actor=write.actor, expected_version=body.version
         )

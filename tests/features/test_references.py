@@ -21,6 +21,8 @@ def index():
         pytest.param("XS2410-31", "XS2410-0031", LOOSE, id="zeros-lost"),
         pytest.param("ＸＳ２４１０－００３１", "XS2410-0031", EXACT, id="full-width"),
         pytest.param("XS2410-0081", "XS2410-0031", TYPO, id="one-wrong"),
+        pytest.param("XS2410-00311", "XS2410-0031", TYPO, id="one-extra"),
+        pytest.param("XS241-0031", "XS2410-0031", TYPO, id="one-missing"),
     ],
 )
 def test_find_reference_spellings(index, memo, target, strength):

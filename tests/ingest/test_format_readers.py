@@ -8,9 +8,9 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from ingest_fixtures import camt053, camt_entry, ofx_tx, ofx_v1
 
 from ingest import read_statements
-from ingest_fixtures import camt053, camt_entry, ofx_tx, ofx_v1
 from models.errors import ImportFormatError
 
 MT940_TWO = b"""\x01:20:ST-1

@@ -6,22 +6,18 @@ import codecs
 from decimal import Decimal
 
 import pytest
+from ingest_fixtures import (
+    C01_MT940,
+    C08_WECHAT,
+    camt053,
+    camt_entry,
+    camt_tx,
+    ofx_tx,
+    ofx_v1,
+)
 
 from ingest import dedupe_keys, read_statements
-from ingest_fixtures import camt053, camt_entry, camt_tx, ofx_tx, ofx_v1
 from models.errors import ImportFormatError, StatementBalanceError
-
-C01_MT940 = b""":20:STMT-A
-:25:CN0012345678
-:28C:1/1
-:60F:C250115CNY1000,00
-:61:2501150115C120,00NTRFORD-5531//BREF-0001
-:86:PAYMENT FOR ORD-5531 SHANGHAI YUANJING TRADING
-:61:2501150115C80,00NTRFORD-5532//BREF-0002
-:86:PAYMENT FOR ORD-5532 SHANGHAI YUANJING TRADING
-:62F:C250115CNY1200,00
--
-"""
 
 C02_MT940 = b""":20:STMT-B
 :25:CN0012345678
@@ -215,20 +211,6 @@ def test_ofx_undecodable_names_encoding_and_offset():
     assert "unsupported" not in str(info.value)
 
 
-C08_WECHAT = (
-    "微信支付账单明细,,,,,,,,,,\n"
-    "微信昵称：[远景贸易],,,,,,,,,,\n"
-    "起始时间：[2025-03-01 00:00:00] 终止时间：[2025-03-31 23:59:59],,,,,,,,,,\n"
-    ",,,,,,,,,,\n"
-    "----------------------微信支付账单明细列表--------------------,,,,,,,,,,\n"
-    "交易时间,交易类型,交易对方,商品,收/支,金额(元),支付方式,当前状态,交易单号,商户单号,备注\n"
-    "2025-03-05 10:12:00,转账,上海远景贸易有限公司,/,收入,¥120.00,/,已收钱,"
-    "1000050001\t,SO-1201\t,/\n"
-    "2025-03-06 11:00:00,转账-退款,杭州明达科技有限公司,/,收入,¥38.00,/,已退款,"
-    "1000050002\t,/\t,/\n"
-    "2025-03-07 09:30:00,企业付款到零钱,广州华南物流有限公司,/,收入,¥5.00,/,已到账,"
-    "1000050003\t,/\t,/\n"
-)
 
 
 def test_wechat_gb18030_bill():

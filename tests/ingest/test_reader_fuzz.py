@@ -8,11 +8,18 @@ import io
 import openpyxl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ingest_fixtures import (
+    C01_MT940,
+    C08_WECHAT,
+    camt053,
+    camt_entry,
+    camt_tx,
+    ofx_tx,
+    ofx_v1,
+)
 
 from ingest import list_profiles, read_statements
-from ingest_fixtures import camt053, camt_entry, camt_tx, ofx_tx, ofx_v1
 from models.errors import ImportFormatError
-from test_hard_cases import C01_MT940, C08_WECHAT
 
 CANONICAL = (b"line_ref,booking_date,amount,currency,counterparty_name,"
              b"counterparty_account,memo,bank_reference\n"

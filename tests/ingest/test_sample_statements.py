@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from ingest import dedupe_keys, read_statements
-from models.errors import ImportFormatError
+from models.errors import ImportFormatError, StatementBalanceError
 
 pytestmark = pytest.mark.samples
 
 # (statements, lines, total of all lines), or None for a file that is
-# rejected: files whose balances do not add up, layouts without a header
-# row and files that are no statements.
+# rejected: files whose balances do not add up, batch details that do not
+# add up to their entry, and files that are no statements.
 EXPECTED = {
     "camt/ch-camt053v08-redacted-amt-without-ccy.xml": (1, 1, "1284.30"),
     "camt/ch-raiffeisen-camt053v04-redacted-date-with-tz.xml": (1, 16, "-3679.85"),
@@ -50,9 +50,9 @@ EXPECTED = {
     "csv/de-gls-business-account.csv": (1, 18, "-590.22"),
     "csv/de-paypal-activity.csv": (1, 11, "-24.77"),
     "csv/de-sparkasse-csv-camt-v2.csv": (1, 10, "-921.27"),
-    "csv/de-targobank-no-header.csv": None,
+    "csv/de-targobank-no-header.csv": (2, 11, "-618.18"),
     "csv/fr-style-metadata-header-debit-credit.csv": None,
-    "csv/nl-asn-no-header.csv": None,
+    "csv/nl-asn-no-header.csv": (1, 11, "-46.20"),
     "csv/us-dcu-checking-dollar-sign.csv": (1, 10, "500.00"),
     "csv/us-schwab-checking-withdrawal-deposit.csv": (1, 2, "-1.00"),
     "mt940/abnamro-multi-statement.sta": None,
@@ -125,3 +125,82 @@ def test_samples_import_or_reject_cleanly(samples_dir, name):
         assert len(refs) == len(set(refs))
         keys = dedupe_keys(statement, account=statement.account)
         assert len(keys) == len(set(keys))
+
+
+def test_samples_french_balances_rejected_by_default(samples_dir):
+    path = samples_dir / "csv/fr-style-metadata-header-debit-credit.csv"
+
+    with pytest.raises(StatementBalanceError, match="is 31070.09, but the "
+                       "closing balance is 31070.11"):
+        read_statements(path)
+
+
+def test_samples_french_accepted_when_unbalanced_allowed(samples_dir):
+    path = samples_dir / "csv/fr-style-metadata-header-debit-credit.csv"
+
+    [statement] = read_statements(path, accept_unbalanced=True)
+
+    assert [line.amount for line in statement.lines] == [
+        Decimal("-50.00"), Decimal("-100.00"), Decimal("-80.68"),
+        Decimal("1300.00")]
+    assert statement.opening_balance == Decimal("30000.77")
+    assert statement.closing_balance == Decimal("31070.11")
+    assert statement.balance_difference == Decimal("0.02")
+    assert statement.account == "08088804068"
+    assert any("ends above it" in note for note in statement.notes)
+
+
+def test_samples_targobank_split_by_our_account(samples_dir):
+    path = samples_dir / "csv/de-targobank-no-header.csv"
+
+    first, second = read_statements(path)
+
+    assert first.profile == "targobank-csv"
+    assert first.account == "DE67000000000000000000"
+    assert second.account == "DE72000000000000000000"
+    assert second.lines[0].line_ref == "de-targobank-no-header.csv:4"
+    assert first.lines[0].counterparty_name == "CHRISTIAN MUSTERMANN"
+    assert first.lines[0].counterparty_account == "DE70000000000000000000"
+    assert first.lines[-1].amount == Decimal("83.16")
+
+
+def test_samples_asn_reads_positions(samples_dir):
+    path = samples_dir / "csv/nl-asn-no-header.csv"
+
+    [statement] = read_statements(path)
+
+    first = statement.lines[0]
+    assert statement.profile == "asn-csv"
+    assert statement.account == "NL00ASNB9999999999"
+    assert first.amount == Decimal("223.77")
+    assert first.currency == "EUR"
+    assert first.balance == Decimal("354.21")
+    assert statement.lines[3].memo == "DIVIDEND 27/06/2022"
+
+
+# Files rejected only because their balances do not add up, with the
+# (statements, lines) they give when unbalanced statements are accepted.
+UNBALANCED = {
+    "camt/genkgo-camt053v02-three-decimal-amounts.xml": (1, 1),
+    "camt/genkgo-camt053v08-sts-cd-dttm-strd-ref.xml": (1, 1),
+    "camt/oca-camt053-zipped.zip": (2, 6),
+    "camt/oca-camt053v02-abnamro-nl.xml": (1, 4),
+    "csv/fr-style-metadata-header-debit-credit.csv": (1, 4),
+    "mt940/abnamro-multi-statement.sta": (2, 10),
+    "mt940/hu-raiffeisen-cp852.sta": (1, 7),
+    "mt940/knab-invoice-orderid-in-86.sta": (2, 3),
+    "mt940/pl-mbank-faktura-wrapped.sta": (1, 2),
+    "mt940/postfinance-chf.sta": (2, 4),
+    "mt940/triodos-gt-subfields.sta": (1, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNBALANCED))
+def test_samples_unbalanced_import_when_accepted(samples_dir, name):
+    statements = read_statements(samples_dir / name, accept_unbalanced=True)
+
+    count, lines = UNBALANCED[name]
+    assert EXPECTED[name] is None
+    assert len(statements) == count
+    assert sum(len(s.lines) for s in statements) == lines
+    assert any(s.balance_difference for s in statements)

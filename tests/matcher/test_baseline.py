@@ -37,7 +37,9 @@ def line(ref, amount, *, name="", account="", memo="", day=1):
 def data():
     return CaseData(
         customers=[
-            CustomerRecord("C1", "苏州恒达机械设备有限公司", ("恒达机械",), ("6222000011112222",)),
+            CustomerRecord(
+                "C1", "苏州恒达机械设备有限公司", ("恒达机械",), ("6222000011112222",)
+            ),
             CustomerRecord("C2", "杭州鑫源电子科技有限公司", (), ("3100999988887777",)),
         ],
         orders=[
@@ -55,19 +57,25 @@ def data():
 def match(data, *lines):
     data.statement_lines = list(lines)
     rows = baseline_match(data)
-    return [(r["customer_id"], r["order_id"], r["target"], r["amount"], r["decision"])
-            for r in rows]
+    return [
+        (r["customer_id"], r["order_id"], r["target"], r["amount"], r["decision"])
+        for r in rows
+    ]
 
 
 def test_baseline_reference_paid_exactly_is_auto(data):
-    rows = match(data, line("1", "150.00", account="6222000011112222", memo="SO-4102货款"))
+    rows = match(
+        data, line("1", "150.00", account="6222000011112222", memo="SO-4102货款")
+    )
 
     assert rows == [("C1", "SO-4102", "order", D("150.00"), "auto")]
 
 
 def test_baseline_reference_part_paid_is_review(data):
-    rows = match(data, line("1", "400.00", account="6222000011112222",
-                             memo="SO-4101 SO-4102 SO-4103"))
+    rows = match(
+        data,
+        line("1", "400.00", account="6222000011112222", memo="SO-4101 SO-4102 SO-4103"),
+    )
 
     assert rows == [
         ("C1", "SO-4101", "order", D("200.00"), "review"),

@@ -51,11 +51,13 @@ def test_reduce_open_moves_amount_index(index):
 def test_reset_open_takes_export_amounts(index):
     index.reduce_open("SO-1", 10000)
 
-    index.reset_open([
-        order("SO-1", open_amount="25.00", status="partly_paid"),
-        order("SO-2", open_amount="0.00", status="paid", day=5),
-        order("SO-4", day=7),
-    ])
+    index.reset_open(
+        [
+            order("SO-1", open_amount="25.00", status="partly_paid"),
+            order("SO-2", open_amount="0.00", status="paid", day=5),
+            order("SO-4", day=7),
+        ]
+    )
 
     assert [o.order_id for o in index.open_orders("C1")] == ["SO-1", "SO-4"]
     assert index.orders["SO-1"].open == 2500
@@ -70,3 +72,18 @@ def test_add_order_skips_closed_statuses(index, status):
     index.add_order(order("SO-9", status=status))
 
     assert "SO-9" not in index.orders
+
+
+def test_customers_by_name_stable_ties():
+    marks = "甲乙丙丁戊己庚辛壬癸"
+    records = [
+        CustomerRecord(f"C{n:02d}", f"恒达机械{marks[n // 10]}{marks[n % 10]}有限公司")
+        for n in range(40)
+    ]
+    forward = MatchIndex.build(records, [])
+    backward = MatchIndex.build(list(reversed(records)), [])
+
+    found = [m.customer_id for m in forward.customers_by_name("恒达机械")]
+
+    assert found == ["C00", "C01", "C02", "C03", "C04"]
+    assert [m.customer_id for m in backward.customers_by_name("恒达机械")] == found

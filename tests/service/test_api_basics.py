@@ -45,7 +45,11 @@ def keys(engine) -> dict[str, dict[str, str]]:
     """Return an X-API-Key header per role."""
     with session_scope(engine) as session:
         return {
-            role: {"X-API-Key": create_api_key(session, f"{role}-1", role=role, actor="test")}
+            role: {
+                "X-API-Key": create_api_key(
+                    session, f"{role}-1", role=role, actor="test"
+                )
+            }
             for role in ROLES
         }
 
@@ -56,13 +60,31 @@ def _seed(client, headers):
         {"customer_id": "C2", "name": "Wrenfield Club", "aliases": ["WRENFIELD"]},
     ]
     orders = [
-        {"order_id": "SO-9501", "customer_id": "C1", "order_date": "2025-06-01",
-         "amount": "730.00", "open_amount": "730.00"},
-        {"order_id": "SO-9502", "customer_id": "C1", "order_date": "2025-06-02",
-         "amount": "410.00", "open_amount": "410.00"},
+        {
+            "order_id": "SO-9501",
+            "customer_id": "C1",
+            "order_date": "2025-06-01",
+            "amount": "730.00",
+            "open_amount": "730.00",
+        },
+        {
+            "order_id": "SO-9502",
+            "customer_id": "C1",
+            "order_date": "2025-06-02",
+            "amount": "410.00",
+            "open_amount": "410.00",
+        },
     ]
-    assert client.put("/v1/customers", headers=headers, json={"customers": customers}).status_code == 200
-    assert client.put("/v1/orders", headers=headers, json={"orders": orders}).status_code == 200
+    assert (
+        client.put(
+            "/v1/customers", headers=headers, json={"customers": customers}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.put("/v1/orders", headers=headers, json={"orders": orders}).status_code
+        == 200
+    )
 
 
 def _line(line_ref="L1", amount="730.00", memo="SO-9501", **extra):
@@ -125,11 +147,26 @@ def test_revoked_key_is_401(client, keys, engine):
 @pytest.mark.parametrize(
     ("role", "method", "path", "body"),
     [
-        pytest.param("analyst", "post", "/v1/match", {"lines": [_line()]}, id="analyst-match"),
-        pytest.param("clerk", "put", "/v1/customers",
-                     {"customers": [{"customer_id": "C9", "name": "x"}]}, id="clerk-sync"),
-        pytest.param("erp", "post", "/v1/review-tasks/claim-next", None, id="erp-claim"),
-        pytest.param("analyst", "post", "/v1/lines/1/confirm", {"version": 1}, id="analyst-confirm"),
+        pytest.param(
+            "analyst", "post", "/v1/match", {"lines": [_line()]}, id="analyst-match"
+        ),
+        pytest.param(
+            "clerk",
+            "put",
+            "/v1/customers",
+            {"customers": [{"customer_id": "C9", "name": "x"}]},
+            id="clerk-sync",
+        ),
+        pytest.param(
+            "erp", "post", "/v1/review-tasks/claim-next", None, id="erp-claim"
+        ),
+        pytest.param(
+            "analyst",
+            "post",
+            "/v1/lines/1/confirm",
+            {"version": 1},
+            id="analyst-confirm",
+        ),
         pytest.param("clerk", "get", "/v1/audit", None, id="clerk-audit"),
     ],
 )
@@ -159,7 +196,10 @@ def test_match_books_referenced_order(client, keys, engine):
     assert row["target"] == "order"
     assert row["amount"] == "730.00"
     assert row["decision"] == "auto"
-    assert client.get("/v1/orders/SO-9501", headers=keys["erp"]).json()["open_amount"] == "0.00"
+    assert (
+        client.get("/v1/orders/SO-9501", headers=keys["erp"]).json()["open_amount"]
+        == "0.00"
+    )
 
 
 def test_match_resend_stores_and_books_once(client, keys, engine):
@@ -211,12 +251,20 @@ def test_match_dry_run_stores_nothing(client, keys, engine):
     assert body["lines"][0]["line_id"] is None
     with Session(engine) as session:
         assert session.exec(select(func.count(StatementLine.id))).one() == 0
-    assert client.get("/v1/orders/SO-9501", headers=keys["erp"]).json()["open_amount"] == "730.00"
+    assert (
+        client.get("/v1/orders/SO-9501", headers=keys["erp"]).json()["open_amount"]
+        == "730.00"
+    )
 
 
 def test_match_unknown_payer_opens_review_task(client, keys, engine):
     _seed(client, keys["erp"])
-    line = _line(amount="55.55", memo="货款", counterparty_name="某某", counterparty_account="999")
+    line = _line(
+        amount="55.55",
+        memo="货款",
+        counterparty_name="某某",
+        counterparty_account="999",
+    )
 
     body = client.post("/v1/match", headers=keys["erp"], json={"lines": [line]}).json()
 
@@ -243,25 +291,50 @@ def test_match_keeps_payer_text_raw(client, keys):
 @pytest.mark.parametrize(
     ("kwargs", "status", "code"),
     [
-        pytest.param({"content": b"{bad", "headers": {"Content-Type": "application/json"}},
-                     400, "invalid_json", id="bad-json"),
-        pytest.param({"json": {"lines": [_line(amount="7.001")]}}, 422, "invalid_request",
-                     id="three-decimals"),
-        pytest.param({"json": {"lines": [_line(amount="abc")]}}, 422, "invalid_request",
-                     id="not-a-number"),
+        pytest.param(
+            {"content": b"{bad", "headers": {"Content-Type": "application/json"}},
+            400,
+            "invalid_json",
+            id="bad-json",
+        ),
+        pytest.param(
+            {"json": {"lines": [_line(amount="7.001")]}},
+            422,
+            "invalid_request",
+            id="three-decimals",
+        ),
+        pytest.param(
+            {"json": {"lines": [_line(amount="abc")]}},
+            422,
+            "invalid_request",
+            id="not-a-number",
+        ),
         pytest.param({"json": {"lines": []}}, 422, "invalid_request", id="no-lines"),
-        pytest.param({"json": {"lines": [_line(booking_date="2025-13-01")]}}, 422,
-                     "invalid_request", id="bad-date"),
-        pytest.param({"json": {"lines": [_line(), _line()]}}, 422, "duplicate_line_ref",
-                     id="duplicate-ref"),
-        pytest.param({"json": {"lines": [_line(currency="yuan")]}}, 422, "invalid_request",
-                     id="bad-currency"),
+        pytest.param(
+            {"json": {"lines": [_line(booking_date="2025-13-01")]}},
+            422,
+            "invalid_request",
+            id="bad-date",
+        ),
+        pytest.param(
+            {"json": {"lines": [_line(), _line()]}},
+            422,
+            "duplicate_line_ref",
+            id="duplicate-ref",
+        ),
+        pytest.param(
+            {"json": {"lines": [_line(currency="yuan")]}},
+            422,
+            "invalid_request",
+            id="bad-currency",
+        ),
     ],
 )
 def test_match_bad_input_error_shape(client, keys, kwargs, status, code):
-    headers = {**keys["erp"], **kwargs.pop("headers", {})}
+    extra = dict(kwargs)
+    headers = {**keys["erp"], **extra.pop("headers", {})}
 
-    response = client.post("/v1/match", headers=headers, **kwargs)
+    response = client.post("/v1/match", headers=headers, **extra)
 
     assert response.status_code == status
     assert response.json()["code"] == code
@@ -298,8 +371,13 @@ def test_body_over_limit_is_413(client, keys):
 
 def test_metrics_counts_lines_and_tasks(client, keys):
     _seed(client, keys["erp"])
-    unknown = _line("L2", amount="55.55", memo="货款", counterparty_name="某某",
-                    counterparty_account="999")
+    unknown = _line(
+        "L2",
+        amount="55.55",
+        memo="货款",
+        counterparty_name="某某",
+        counterparty_account="999",
+    )
     client.post("/v1/match", headers=keys["erp"], json={"lines": [_line(), unknown]})
 
     text = client.get("/metrics").text
@@ -317,3 +395,35 @@ def test_money_in_json_is_string(client, keys):
 
     assert order["amount"] == "410.00"
     assert Decimal(order["open_amount"]) == Decimal("410.00")
+
+
+def test_match_concurrent_resends_store_once(client, keys, engine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _seed(client, keys["erp"])
+    app = client.app
+
+    def post(_):
+        with TestClient(app) as own:
+            return own.post("/v1/match", headers=keys["erp"], json={"lines": [_line()]})
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(post, range(6)))
+
+    assert [r.status_code for r in responses] == [200] * 6
+    assert sum(not r.json()["lines"][0]["already_stored"] for r in responses) == 1
+    with Session(engine) as session:
+        assert session.exec(select(func.count(StatementLine.id))).one() == 1
+        assert session.exec(select(func.count(Allocation.id))).one() == 1
+
+
+def test_explain_lists_candidates(client, keys):
+    _seed(client, keys["erp"])
+    body = client.post("/v1/match", headers=keys["erp"], json={"lines": [_line()]}).json()
+    line_id = body["lines"][0]["line_id"]
+
+    found = client.get(f"/v1/lines/{line_id}/explain", headers=keys["erp"]).json()
+
+    assert found["decision"] == "auto"
+    assert found["candidates"][0]["orders"] == [["SO-9501", "730.00"]]
+    assert found["candidates"][0]["reasons"]

@@ -2,13 +2,13 @@ from decimal import Decimal
 
 import pytest
 
-from matcher.pipeline import AUTO, allocation_rows
+from matcher.pipeline import AUTO, Matcher, allocation_rows
 from training import cold_start
 from training.case import CaseData, match_index, run_case, train_from_history
 from training.metrics import evaluate
 from training.synthetic import generate_case
 
-SMALL = dict(customers=40, open_orders=600, lines=300, history_lines=600)
+SMALL = {"customers": 40, "open_orders": 600, "lines": 300, "history_lines": 600}
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +122,13 @@ def tiny_cold_start(monkeypatch):
     monkeypatch.setattr(
         cold_start,
         "COLD_START_CASE",
-        {"seed": 5, "customers": 20, "open_orders": 200, "lines": 0,
-         "history_lines": 300},
+        {
+            "seed": 5,
+            "customers": 20,
+            "open_orders": 200,
+            "lines": 0,
+            "history_lines": 300,
+        },
     )
     monkeypatch.setattr(cold_start, "_loaded", {})
 
@@ -155,8 +160,9 @@ def test_cold_start_model_rebuilds_broken_cache(tiny_cold_start, tmp_path):
     assert rebuilt.version == model.version
 
 
-def test_run_case_without_history_uses_cold_start(tiny_cold_start, tmp_path,
-                                                   monkeypatch, case):
+def test_run_case_without_history_uses_cold_start(
+    tiny_cold_start, tmp_path, monkeypatch, case
+):
     monkeypatch.setenv("CASHMATCH_CACHE_DIR", str(tmp_path))
     data = CaseData(
         customers=case.data.customers,
@@ -171,3 +177,17 @@ def test_run_case_without_history_uses_cold_start(tiny_cold_start, tmp_path,
     assert {r.model_version for r in results} == {
         cold_start.cold_start_model(tmp_path).version
     }
+
+
+def test_match_batch_scores_anomalies_like_single_lines(case, trained):
+    model, _ = trained
+    lines = sorted(case.data.statement_lines[:40], key=lambda l: l.booking_date)
+
+    batch = Matcher(match_index(case.data), model).match_batch(lines)
+    single_matcher = Matcher(match_index(case.data), model)
+    single = [single_matcher.match(line) for line in lines]
+
+    assert [r.anomaly_score for r in batch] == pytest.approx(
+        [r.anomaly_score for r in single]
+    )
+    assert [r.decision for r in batch] == [r.decision for r in single]

@@ -74,10 +74,13 @@ def test_evaluate_amounts_and_balance_must_match():
         row("a", "C1", "", target="balance", amount="40.00"),
     ]
 
-    same = evaluate(predicted, [
-        truth("a", "C1", "SO-1", amount="60"),
-        truth("a", "C1", "", target="balance", amount="40"),
-    ])
+    same = evaluate(
+        predicted,
+        [
+            truth("a", "C1", "SO-1", amount="60"),
+            truth("a", "C1", "", target="balance", amount="40"),
+        ],
+    )
     other = evaluate(predicted, [truth("a", "C1", "SO-1", amount="100.00")])
 
     assert same.accuracy.hits == 1

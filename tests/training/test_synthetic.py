@@ -6,7 +6,7 @@ import pytest
 
 from training.synthetic import DEFAULT_MIX, generate_case, write_case
 
-SMALL = dict(customers=30, open_orders=450, lines=300, history_lines=300)
+SMALL = {"customers": 30, "open_orders": 450, "lines": 300, "history_lines": 300}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,8 @@ def test_generate_case_duplicates_repeat_a_payment(case):
         line = lines[ref]
         assert case.anomalies[ref] == ["duplicate"]
         earlier = [
-            other for other in case.data.statement_lines
+            other
+            for other in case.data.statement_lines
             if other.booking_date < line.booking_date
             and (other.amount, other.memo, other.counterparty_account)
             == (line.amount, line.memo, line.counterparty_account)
@@ -116,7 +117,7 @@ def test_generate_case_fee_within_tolerance(case):
 
     assert fees
     for row in fees:
-        assert Decimal("0") < row.amount <= Decimal("50.00")
+        assert Decimal(0) < row.amount <= Decimal("50.00")
         assert row.amount <= open_amounts[row.order_id] / 100
 
 
@@ -133,7 +134,8 @@ def test_generate_case_same_amount_pays_oldest(case):
             if case.kinds[line.line_ref] == "same_amount" and row.target == "order":
                 paid = orders[row.order_id]
                 twins = [
-                    o for o in orders.values()
+                    o
+                    for o in orders.values()
                     if o.customer_id == paid.customer_id
                     and open_now[o.order_id] == open_now[paid.order_id]
                 ]
@@ -155,9 +157,9 @@ def test_generate_case_north_vocabulary_has_other_names(case):
 
 
 def test_generate_case_mix_sets_kinds():
-    made = generate_case(seed=1, mix={"reference": 1, "money_out": 1}, **SMALL)
+    mixed = generate_case(seed=1, mix={"reference": 1, "money_out": 1}, **SMALL)
 
-    assert Counter(made.kinds.values()) == {"reference": 150, "money_out": 150}
+    assert Counter(mixed.kinds.values()) == {"reference": 150, "money_out": 150}
 
 
 @pytest.mark.parametrize(
@@ -185,19 +187,40 @@ def test_write_case_files_and_columns(case, tmp_path):
     columns = {
         "customers.csv": ["customer_id", "name", "aliases", "bank_accounts"],
         "orders.csv": [
-            "order_id", "customer_id", "order_date", "amount", "open_amount",
-            "currency", "deposit_amount", "status",
+            "order_id",
+            "customer_id",
+            "order_date",
+            "amount",
+            "open_amount",
+            "currency",
+            "deposit_amount",
+            "status",
         ],
         "invoices.csv": ["invoice_id", "order_ids", "amount", "issue_date"],
         "history/allocations.csv": [
-            "line_ref", "customer_id", "order_id", "target", "amount",
+            "line_ref",
+            "customer_id",
+            "order_id",
+            "target",
+            "amount",
         ],
         "statement.csv": [
-            "line_ref", "booking_date", "amount", "currency", "counterparty_name",
-            "counterparty_account", "memo", "bank_reference",
+            "line_ref",
+            "booking_date",
+            "amount",
+            "currency",
+            "counterparty_name",
+            "counterparty_account",
+            "memo",
+            "bank_reference",
         ],
         "truth.csv": [
-            "line_ref", "customer_id", "order_id", "target", "amount", "kind",
+            "line_ref",
+            "customer_id",
+            "order_id",
+            "target",
+            "amount",
+            "kind",
             "anomaly_reasons",
         ],
     }
@@ -225,3 +248,27 @@ def test_write_case_rows_match_the_case(case, tmp_path):
     assert customers[0]["bank_accounts"].split("|") == list(
         case.data.customers[0].bank_accounts
     )
+
+
+def test_write_case_reads_back_with_ingest(case, tmp_path):
+    import ingest
+
+    write_case(case, tmp_path)
+
+    orders = ingest.read_orders(tmp_path / "orders.csv")
+    statements = ingest.read_statements(tmp_path / "statement.csv")
+    lines = [line for statement in statements for line in statement.lines]
+
+    assert ingest.read_customers(tmp_path / "customers.csv") == case.data.customers
+    assert ingest.read_invoices(tmp_path / "invoices.csv") == case.data.invoices
+    assert [(o.order_id, o.open_amount, o.status.lower()) for o in orders] == [
+        (o.order_id, o.open_amount, o.status.lower()) for o in case.data.orders
+    ]
+    assert (
+        ingest.read_allocations(tmp_path / "history" / "allocations.csv")
+        == case.data.history_allocations
+    )
+    assert [(l.line_ref, l.amount, l.memo, l.counterparty_account) for l in lines] == [
+        (l.line_ref, l.amount, l.memo, l.counterparty_account)
+        for l in case.data.statement_lines
+    ]
