@@ -173,26 +173,15 @@ def _layout(path: Path, data: dict, positional: bool):
 def load_profile(path: Path) -> Profile:
     """Read one profile file; raises ValueError naming what to fix."""
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    columns = {key: _tuple(data.get("columns", {}).get(key)) for key in FIELDS}
-    unknown = set(data.get("columns", {})) - set(FIELDS)
-    if unknown:
-        raise ValueError(f"profile {path.name}: unknown columns {sorted(unknown)}")
+    columns = _columns(path, data)
     positions = _positions(path, data)
-    if positions and data.get("columns"):
-        raise ValueError(
-            f"profile {path.name}: give either [columns] titles or [positions], "
-            "not both"
-        )
+    _check_sections(path, data, positions)
     cells, patterns, layout_rows = _layout(path, data, bool(positions))
+
     header = data.get("header", {})
-    if not positions and not header.get("require"):
-        raise ValueError(f"profile {path.name}: [header] require is missing")
     direction = data.get("direction", {})
     types = data.get("types", {})
     balances = data.get("balances", {})
-    memo_pattern = data.get("memo", {}).get("pattern")
-    if memo_pattern is not None:
-        _check_memo_pattern(path, memo_pattern)
     return Profile(
         name=data["name"],
         title=data.get("title", data["name"]),
@@ -221,10 +210,30 @@ def load_profile(path: Path) -> Profile:
         layout_rows=layout_rows,
         opening_labels=_tuple(balances.get("opening")),
         closing_labels=_tuple(balances.get("closing")),
-        memo_pattern=memo_pattern,
+        memo_pattern=data.get("memo", {}).get("pattern"),
         quote_chars=str(data.get("quote_chars", "")),
         source=path.name,
     )
+
+
+def _columns(path: Path, data: dict) -> dict[str, tuple[str, ...]]:
+    unknown = set(data.get("columns", {})) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"profile {path.name}: unknown columns {sorted(unknown)}")
+    return {key: _tuple(data.get("columns", {}).get(key)) for key in FIELDS}
+
+
+def _check_sections(path: Path, data: dict, positions: dict) -> None:
+    if positions and data.get("columns"):
+        raise ValueError(
+            f"profile {path.name}: give either [columns] titles or [positions], "
+            "not both"
+        )
+    if not positions and not data.get("header", {}).get("require"):
+        raise ValueError(f"profile {path.name}: [header] require is missing")
+    memo_pattern = data.get("memo", {}).get("pattern")
+    if memo_pattern is not None:
+        _check_memo_pattern(path, memo_pattern)
 
 
 def _check_memo_pattern(path: Path, pattern: str) -> None:

@@ -211,7 +211,9 @@ def _end_note(row: Row, kind: str, rows: list[Row]) -> str:
                 and not other.is_blank())
     note = (f"row {row.number} holds the {kind} balance, not a transaction, "
             "so the table ends above it")
-    if after:
+    if after == 1:
+        note += "; the 1 non-blank row below it was left out"
+    elif after:
         note += f"; the {after} non-blank rows below it were left out"
     return note
 

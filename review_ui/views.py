@@ -11,7 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -100,9 +100,9 @@ def _amount_or_none(value: str, name: str) -> Decimal | None:
     if not value:
         return None
     try:
-        return Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"{name} {value!r} is not a number") from None
+        return to_money(value)
+    except (ValueError, ArithmeticError):
+        raise ValueError(f"{name} {value!r} is not an amount like 1250.00") from None
 
 
 def _date_or_none(value: str, name: str) -> date | None:
@@ -350,7 +350,7 @@ def parse_split(value: str, customer_id: str, language: str) -> tuple[Part, ...]
             continue
         try:
             parts.append(_split_part(words, customer_id))
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, ArithmeticError):
             raise ValueError(
                 text("bad_split", language, row=number, text=row)
             ) from None

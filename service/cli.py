@@ -25,8 +25,10 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="List, promote and roll back trained models.")
 keys_app = typer.Typer(help="Create, list and revoke API keys.")
+users_app = typer.Typer(help="Add the users who sign in to the review queue.")
 app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 
 log = logging.getLogger("cashmatch.service")
 
@@ -449,6 +451,28 @@ def keys_list() -> None:
         for key in list_api_keys(session):
             state = "revoked" if key.revoked_at else "active"
             typer.echo(f"{key.prefix}  {key.user_name:<20} {key.role:<8} {state}")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Sign-in name")],
+    role: Annotated[str, typer.Option(help="clerk, analyst, admin or erp")] = "clerk",
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="At least 8 characters; asked for when not given",
+        ),
+    ] = ...,
+) -> None:
+    """Add a user, or change a user's role and password; stored hashed."""
+    from service.auth import upsert_user
+
+    with database() as (session, _settings):
+        upsert_user(session, name, role=role, password=password)
+    typer.echo(f"user {name} ({role}) saved")
 
 
 if __name__ == "__main__":

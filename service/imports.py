@@ -462,9 +462,7 @@ def _line_row(
         "batch_id": batch_id,
         "source_line": record.source_line,
         "status": "new",
-        # NOTE: the matcher replaces anomaly_reasons when it scores the line,
-        # and it sends a foreign-currency line to review only when the chosen
-        # order is in another currency; a balance candidate can still be auto.
+        # Matching keeps these reasons and sends such a line to review.
         "anomaly_reasons": [FOREIGN_CURRENCY] if foreign else None,
         "version": 1,
         "created_at": utcnow(),

@@ -21,6 +21,7 @@ from models.money import from_cents
 from models.tables import ReviewTask, StatementLine
 from service import booking
 from service.booking import Part
+from service.imports import FOREIGN_CURRENCY
 from service.index import load_index, statement_record
 from service.settings import Settings
 
@@ -105,8 +106,14 @@ def _store(
 ) -> LineOutcome:
     decision = result.decision
     reasons = list(result.reasons)
-    _record_verdict(line, result)
+    import_reasons = set(line.anomaly_reasons or ())
+    _record_verdict(line, result, import_reasons)
 
+    if decision == AUTO and FOREIGN_CURRENCY in import_reasons:
+        # The matcher compares the line's currency with the order's only, so
+        # a line in another currency than its account could reach a balance.
+        decision = REVIEW
+        reasons.append(f"review: line in {line.currency}, not the account's currency")
     if line.is_reversal and line.amount < 0:
         reasons += _reverse_cancelled_credit(session, line, actor)
     elif decision == AUTO:
@@ -129,10 +136,13 @@ def _store(
     return LineOutcome(line, result, decision, reasons)
 
 
-def _record_verdict(line: StatementLine, result: LineResult) -> None:
+def _record_verdict(
+    line: StatementLine, result: LineResult, import_reasons: set[str]
+) -> None:
     line.confidence = float(result.confidence)
     line.anomaly_score = float(result.anomaly_score)
-    line.anomaly_reasons = list(result.anomaly_reasons)
+    reasons = list(result.anomaly_reasons)
+    line.anomaly_reasons = reasons + sorted(import_reasons - set(reasons))
     line.model_version = result.model_version
     line.suggestion = {
         "reasons": list(result.reasons),

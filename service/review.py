@@ -587,8 +587,10 @@ def confirm_line(
     a label, because it is a decision on a line the matcher was unsure of.
     """
     line = get_line(session, line_id)
+    action = "split"
     if parts is None:
         parts = _proposed_parts(session, line)
+        action = "accept"
     allocations = booking.confirm(
         session,
         line,
@@ -602,7 +604,7 @@ def confirm_line(
     task = _close_open_task(session, line, actor)
     label = None
     if task is not None:
-        decision = ReviewDecision("split", parts=tuple(parts))
+        decision = ReviewDecision(action, parts=tuple(parts))
         label = _keep_label(
             session, line, task, decision, allocations, _shown_candidates(line), actor
         )

@@ -6,6 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from matcher.pipeline import MatchModel
@@ -44,13 +45,23 @@ def current_model(session: Session, settings: Settings) -> MatchModel:
 
 
 def install_cold_start(session: Session, settings: Settings) -> MatchModel:
-    """Record the cold-start model and make it serve."""
+    """Record the cold-start model and make it serve.
+
+    Two processes starting at once may both get here; the second one's insert
+    fails on the primary key, and it then serves what the first recorded.
+    """
     from training.cold_start import cold_start_model
 
     model = cold_start_model(settings.cold_start_cache)
     path = save_model(model, settings.model_dir)
-    record_model(session, model, path, source="cold_start")
-    promote(session, model.version, actor="system")
+    try:
+        with session.begin_nested():
+            record_model(session, model, path, source="cold_start")
+            promote(session, model.version, actor="system")
+    except IntegrityError:
+        log.warning("model %s was recorded by another process", model.version)
+        if serving_row(session) is None:
+            promote(session, model.version, actor="system")
     with _lock:
         _loaded.clear()
         _loaded[model.version] = model

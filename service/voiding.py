@@ -69,6 +69,7 @@ class VoidReport:
     review_tasks_closed: int = 0
     orders_reopened: list[str] = field(default_factory=list)
     negative_balances: dict[str, Decimal] = field(default_factory=dict)
+    bank_reversals: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """Return one sentence with the counts, for a clerk or an operator."""
@@ -83,13 +84,18 @@ class VoidReport:
                 f"; customer {customer_id}'s prepayment balance is now "
                 f"{balance}, check what it paid"
             )
+        if self.bank_reversals:
+            text += (
+                f"; bank reversals voided: {', '.join(self.bank_reversals)}. "
+                "The credits they reversed stay reversed, so check them"
+            )
         return text
 
 
 def void_batch(
     session: Session, batch_id: int, *, actor: str, reason: str
 ) -> VoidReport:
-    """Void an import batch in the caller's transaction, as the module doc says.
+    """Void an import batch in the caller's transaction, as the module doc describes.
 
     Raises BatchNotFound for an unknown id, BatchAlreadyVoided for a batch
     voided before, and InvalidVoid for an empty reason. A reversal that
@@ -104,6 +110,8 @@ def void_batch(
     report = VoidReport(batch_id=batch.id, file_name=batch.file_name)
     reversed_allocations: list[Allocation] = []
     for line in _lines_of(session, batch.id):
+        if line.status == "reversal":
+            report.bank_reversals.append(line.line_ref)
         undone = _void_line(session, line, batch.id, actor, reason)
         reversed_allocations += undone.reversed
         report.proposals_rejected += undone.proposals_rejected
@@ -186,6 +194,9 @@ class _LineUndone:
 def _void_line(
     session: Session, line: StatementLine, batch_id: int, actor: str, reason: str
 ) -> _LineUndone:
+    # NOTE: a bank reversal line (status `reversal`) reversed the allocations
+    # of an earlier credit when it was matched. Voiding it does not rebook
+    # that credit, so the report lists such lines for a clerk instead.
     confirmed = _allocations(session, line.id, "confirmed")
     if confirmed:
         booking.reverse(
@@ -264,6 +275,7 @@ def _audit(
                     cid: str(balance)
                     for cid, balance in report.negative_balances.items()
                 },
+                "bank_reversals": report.bank_reversals,
             },
         )
     )

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -43,6 +43,8 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# Record ids are 32-bit integer columns; a larger id cannot exist.
+RecordId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 # scope="function" commits before the response is sent. A client that reads
 # right after a write then gets the new data, and a failed commit is reported.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -13,6 +13,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,6 +23,7 @@ from models.errors import (
     ImportFormatError,
     ModelNotReady,
 )
+from service.voiding import BatchAlreadyVoided, BatchNotFound, InvalidVoid
 from service.auth import AuthError
 from service.booking import InvalidAllocation
 from service.explain import LineNotFound
@@ -50,6 +52,9 @@ STATUS_CODES = {
 
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (LineNotFound, 404, "line_not_found"),
+    (BatchNotFound, 404, "batch_not_found"),
+    (BatchAlreadyVoided, 409, "batch_already_voided"),
+    (InvalidVoid, 422, "invalid_void"),
     (TaskNotFound, 404, "task_not_found"),
     (AllocationConflict, 409, "allocation_conflict"),
     (ReviewConflict, 409, "review_conflict"),
@@ -93,6 +98,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Replayed, _replayed)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _data_error)
     for error_type, _, _ in DOMAIN_ERRORS:
         app.add_exception_handler(error_type, _domain_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -124,6 +130,18 @@ def _problem(error: dict) -> dict:
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = STATUS_CODES.get(exc.status_code, "error")
     return error_response(exc.status_code, code, exc.detail, headers=exc.headers)
+
+
+async def _data_error(request: Request, exc: DataError) -> JSONResponse:
+    # The database rejects values such as text with NUL characters, which
+    # pass request validation; they are bad input, not a server fault.
+    reason = str(exc.orig).splitlines()[0] if exc.orig else "invalid value"
+    log.warning(
+        "%s %s: database rejected a value: %s", request.method, request.url.path, reason
+    )
+    return error_response(
+        422, "invalid_value", f"a value in the request cannot be stored: {reason}"
+    )
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

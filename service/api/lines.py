@@ -12,6 +12,7 @@ from service.api import operations, schemas
 from service.api.deps import (
     Caller,
     Idempotency,
+    RecordId,
     SessionDep,
     SettingsDep,
     idempotent_write,
@@ -20,10 +21,12 @@ from service.api.deps import (
 )
 from service.api.errors import ApiError
 from service.explain import explanation, find_line
+from service.voiding import void_batch
 
 router = APIRouter(prefix="/v1", tags=["lines"])
 
 Reader = Annotated[Caller, Depends(require("read"))]
+AdminWrite = Annotated[Idempotency, Depends(idempotent_write("admin"))]
 MatchWrite = Annotated[Idempotency, Depends(idempotent_write("match"))]
 ConfirmWrite = Annotated[Idempotency, Depends(idempotent_write("confirm"))]
 UPLOAD_CHUNK = 1024 * 1024
@@ -51,7 +54,13 @@ async def upload_statement(
     ],
     account: Annotated[str | None, Form(max_length=64)] = None,
     profile: Annotated[str | None, Form(max_length=64)] = None,
-    skip_bad_lines: Annotated[bool, Form()] = False,
+    skip_bad_lines: Annotated[
+        bool, Form(description="Import the readable lines and list the rest")
+    ] = False,
+    accept_unbalanced: Annotated[
+        bool,
+        Form(description="Import a statement whose lines miss its closing balance"),
+    ] = False,
     match: Annotated[bool, Form(description="Match the new lines at once")] = True,
 ) -> schemas.ImportPublic:
     """Import a statement file; lines already imported are not added again."""
@@ -65,6 +74,7 @@ async def upload_statement(
         account=account,
         profile=profile,
         skip_bad_lines=skip_bad_lines,
+        accept_unbalanced=accept_unbalanced,
         match=match,
         actor=write.actor,
     )
@@ -102,7 +112,9 @@ def find_lines(
 
 
 @router.get("/lines/{line_id}", response_model=schemas.LineResult)
-def get_line(line_id: int, session: SessionDep, caller: Reader) -> schemas.LineResult:
+def get_line(
+    line_id: RecordId, session: SessionDep, caller: Reader
+) -> schemas.LineResult:
     """Return a stored line with its allocation rows."""
     line = review.get_line(session, line_id)
     return schemas.LineResult(
@@ -113,7 +125,7 @@ def get_line(line_id: int, session: SessionDep, caller: Reader) -> schemas.LineR
 
 @router.get("/lines/{line_id}/explain")
 def explain(
-    line_id: int, session: SessionDep, settings: SettingsDep, caller: Reader
+    line_id: RecordId, session: SessionDep, settings: SettingsDep, caller: Reader
 ) -> dict:
     """Return a line's candidates with their scores and reasons."""
     line = review.get_line(session, line_id)
@@ -122,7 +134,10 @@ def explain(
 
 @router.post("/lines/{line_id}/confirm", response_model=schemas.LineResult)
 def confirm(
-    line_id: int, body: schemas.ConfirmRequest, session: SessionDep, write: ConfirmWrite
+    line_id: RecordId,
+    body: schemas.ConfirmRequest,
+    session: SessionDep,
+    write: ConfirmWrite,
 ) -> schemas.LineResult:
     """Confirm a line's allocations, or its suggestion when none are given."""
     with rejections_audited(session, write.actor, line_id, "confirm"):
@@ -138,7 +153,10 @@ def confirm(
 
 @router.post("/lines/{line_id}/change", response_model=schemas.LineResult)
 def change(
-    line_id: int, body: schemas.ChangeRequest, session: SessionDep, write: ConfirmWrite
+    line_id: RecordId,
+    body: schemas.ChangeRequest,
+    session: SessionDep,
+    write: ConfirmWrite,
 ) -> schemas.LineResult:
     """Replace a booked line's allocations; the old ones are reversed."""
     with rejections_audited(session, write.actor, line_id, "change"):
@@ -155,7 +173,10 @@ def change(
 
 @router.post("/lines/{line_id}/reverse", response_model=schemas.LineResult)
 def reverse(
-    line_id: int, body: schemas.ReverseRequest, session: SessionDep, write: ConfirmWrite
+    line_id: RecordId,
+    body: schemas.ReverseRequest,
+    session: SessionDep,
+    write: ConfirmWrite,
 ) -> schemas.LineResult:
     """Reverse a line's allocations; the line goes back to the review queue."""
     with rejections_audited(session, write.actor, line_id, "reverse"):
@@ -167,3 +188,26 @@ def reverse(
             expected_version=body.version,
         )
     return write.finish(operations.line_result(session, outcome))
+
+
+@router.post("/import-batches/{batch_id}/void", response_model=schemas.VoidPublic)
+def void_import_batch(
+    batch_id: RecordId,
+    body: schemas.VoidRequest,
+    session: SessionDep,
+    write: AdminWrite,
+) -> schemas.VoidPublic:
+    """Void a wrongly imported batch: its lines and their bookings are reversed."""
+    report = void_batch(session, batch_id, actor=write.actor, reason=body.reason)
+    result = schemas.VoidPublic(
+        batch_id=report.batch_id,
+        file_name=report.file_name,
+        lines_voided=report.lines_voided,
+        allocations_reversed=report.allocations_reversed,
+        proposals_rejected=report.proposals_rejected,
+        review_tasks_closed=report.review_tasks_closed,
+        orders_reopened=report.orders_reopened,
+        bank_reversals=report.bank_reversals,
+        summary=report.summary(),
+    )
+    return write.finish(result)

@@ -19,7 +19,6 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from ingest import read_statements
 from ingest.records import (
     CustomerRecord,
     InvoiceRecord,
@@ -45,7 +44,7 @@ from service import master, review
 from service.api import schemas
 from service.api.errors import ApiError
 from service.booking import Part, balance_of
-from service.imports import lines_for_keys, store_statements
+from service.imports import import_bytes, lines_for_keys, store_statements
 from service.matching import LineOutcome, match_lines
 from service.results import line_rows, rows_of_line
 from service.serving import current_model
@@ -344,23 +343,20 @@ def import_upload(
     account: str | None,
     profile: str | None,
     skip_bad_lines: bool,
+    accept_unbalanced: bool,
     match: bool,
     actor: str,
 ) -> schemas.ImportPublic:
     """Store an uploaded statement file and, with `match`, match its new lines."""
-    statements = read_statements(
+    report = import_bytes(
+        session,
         data,
+        settings,
         file_name=file_name,
         account=account,
         profile=profile,
         skip_bad_lines=skip_bad_lines,
-    )
-    report = store_statements(
-        session,
-        statements,
-        settings,
-        file_name=file_name,
-        file_sha256=hashlib.sha256(data).hexdigest(),
+        accept_unbalanced=accept_unbalanced,
         actor=actor,
     )
     decisions: Counter[str] = Counter()

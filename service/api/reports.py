@@ -23,7 +23,7 @@ def feed(
     request: Request,
     session: SessionDep,
     caller: Reader,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> schemas.FeedPage:
     """Return allocations booked and reversed after `cursor`."""

@@ -1,8 +1,8 @@
 """Request and response bodies of the HTTP API.
 
-One family per entity: `<Entity>Base` holds the fields a client sends and
-reads, `<Entity>Create` is the body of a create or upsert, `<Entity>Public`
-is what the API returns. Money is a Decimal with two places in Python and a
+One family per entity. `<Entity>Base` contains the fields a client sends
+and reads. `<Entity>Create` is the body of a create or upsert.
+`<Entity>Public` is what the API returns. Money is a Decimal with two places in Python and a
 string such as "730.00" in JSON, so no client ever parses it as a float.
 """
 
@@ -12,21 +12,52 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
 from ingest.records import CHANNELS
 from models.money import to_money
 
+# Ids and versions are 32-bit integer columns; larger numbers are invalid.
+MAX_INT = 2**31 - 1
 Money = Annotated[
     Decimal,
+    Field(max_digits=18, decimal_places=2),
     AfterValidator(to_money),
     PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
     Field(examples=["730.00"]),
 ]
+NonNegativeMoney = Annotated[Money, Field(ge=0)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64)]
+Version = Annotated[int, Field(ge=1, le=MAX_INT)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["CNY"])]
 Target = Literal["order", "balance", "fee"]
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: text may not contain NUL characters.
+
+    PostgreSQL cannot store NUL in text columns, so such a value is rejected
+    here with 422 on every database alike.
+    """
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _reject_nul(cls, value):
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain NUL characters (\\x00)")
+        if isinstance(value, list) and any(
+            isinstance(item, str) and "\x00" in item for item in value
+        ):
+            raise ValueError("text must not contain NUL characters (\\x00)")
+        return value
 
 
 class ErrorBody(BaseModel):
@@ -39,7 +70,7 @@ class ErrorBody(BaseModel):
 # Statement lines -------------------------------------------------------------
 
 
-class LineBase(BaseModel):
+class LineBase(RequestModel):
     """A statement line as the bank reported it."""
 
     account: str | None = Field(
@@ -99,7 +130,7 @@ class AllocationRow(BaseModel):
     allocation_status: str | None = None
 
 
-class MatchRequest(BaseModel):
+class MatchRequest(RequestModel):
     """Lines to store and match; with `dry_run` nothing is stored."""
 
     lines: list[LineCreate] = Field(min_length=1, max_length=5000)
@@ -129,7 +160,7 @@ class MatchResponse(BaseModel):
 
 
 class ImportPublic(BaseModel):
-    """What an uploaded statement file did."""
+    """Result of importing an uploaded statement file."""
 
     file_name: str
     batch_ids: list[int]
@@ -143,11 +174,31 @@ class ImportPublic(BaseModel):
     summary: str
 
 
+class VoidRequest(RequestModel):
+    """Why an import batch is voided."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class VoidPublic(BaseModel):
+    """What voiding an import batch undid."""
+
+    batch_id: int
+    file_name: str
+    lines_voided: int
+    allocations_reversed: int
+    proposals_rejected: int
+    review_tasks_closed: int
+    orders_reopened: list[str]
+    bank_reversals: list[str]
+    summary: str
+
+
 # Master data -------------------------------------------------------------------
 
 
-class CustomerBase(BaseModel):
-    """A customer as the ERP knows it."""
+class CustomerBase(RequestModel):
+    """A customer as the ERP records it."""
 
     customer_id: Identifier
     name: str = Field(min_length=1, max_length=300)
@@ -167,16 +218,18 @@ class CustomerPublic(CustomerBase):
     balance: Money
 
 
-class OrderBase(BaseModel):
+class OrderBase(RequestModel):
     """A sales order as the ERP exported it."""
 
     order_id: Identifier
     customer_id: Identifier
     order_date: date
-    amount: Money
-    open_amount: Money = Field(description="Open amount as of the ERP's export")
+    amount: NonNegativeMoney
+    open_amount: NonNegativeMoney = Field(
+        description="Open amount as of the ERP's export"
+    )
     currency: Currency = "CNY"
-    deposit_amount: Money | None = None
+    deposit_amount: NonNegativeMoney | None = None
     status: Literal["open", "partly_paid", "paid", "closed", "cancelled"] = "open"
 
 
@@ -193,7 +246,7 @@ class OrderPublic(OrderBase):
     version: int
 
 
-class InvoiceBase(BaseModel):
+class InvoiceBase(RequestModel):
     """An invoice and the orders it bills."""
 
     invoice_id: Identifier
@@ -224,13 +277,13 @@ class InvoicePublic(InvoiceBase):
     check: InvoiceCheck
 
 
-class CustomersUpsert(BaseModel):
+class CustomersUpsert(RequestModel):
     """Customers to create or update."""
 
     customers: list[CustomerCreate] = Field(min_length=1, max_length=10000)
 
 
-class OrdersUpsert(BaseModel):
+class OrdersUpsert(RequestModel):
     """Orders to create or update, with when the ERP took the open amounts."""
 
     orders: list[OrderCreate] = Field(min_length=1, max_length=10000)
@@ -240,7 +293,7 @@ class OrdersUpsert(BaseModel):
     )
 
 
-class InvoicesUpsert(BaseModel):
+class InvoicesUpsert(RequestModel):
     """Invoices to create or update."""
 
     invoices: list[InvoiceCreate] = Field(min_length=1, max_length=10000)
@@ -261,7 +314,7 @@ class UpsertReport(BaseModel):
 # Allocations and decisions -------------------------------------------------------
 
 
-class AllocationCreate(BaseModel):
+class AllocationCreate(RequestModel):
     """One allocation to book; `fee` is a shortfall, not money from the line."""
 
     target: Target
@@ -270,25 +323,25 @@ class AllocationCreate(BaseModel):
     order_id: Identifier | None = None
 
 
-class ConfirmRequest(BaseModel):
+class ConfirmRequest(RequestModel):
     """Confirm a line; without allocations, its suggestion is confirmed."""
 
-    version: int = Field(description="The line version the client saw")
+    version: Version = Field(description="The line version the client saw")
     allocations: list[AllocationCreate] | None = Field(default=None, min_length=1)
 
 
-class ChangeRequest(BaseModel):
+class ChangeRequest(RequestModel):
     """Replace a booked line's allocations."""
 
-    version: int
+    version: Version
     allocations: list[AllocationCreate] = Field(min_length=1)
     reason: str = Field(min_length=1, max_length=300)
 
 
-class ReverseRequest(BaseModel):
+class ReverseRequest(RequestModel):
     """Reverse a booked line; it goes back to the review queue."""
 
-    version: int
+    version: Version
     reason: str = Field(min_length=1, max_length=300)
 
 
@@ -327,12 +380,12 @@ class TaskPage(BaseModel):
     items: list[TaskPublic]
 
 
-class DecisionRequest(BaseModel):
+class DecisionRequest(RequestModel):
     """A clerk's decision on a review task."""
 
     action: Literal["accept", "choose", "split", "balance", "not_customer", "refund"]
-    version: int | None = Field(default=None, description="The line version seen")
-    candidate: int | None = Field(default=None, ge=0)
+    version: Version | None = Field(default=None, description="The line version seen")
+    candidate: int | None = Field(default=None, ge=0, le=1000)
     allocations: list[AllocationCreate] | None = None
     customer_id: Identifier | None = None
     note: str = Field(default="", max_length=300)

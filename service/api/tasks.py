@@ -13,6 +13,7 @@ from service.api import operations, schemas
 from service.api.deps import (
     Caller,
     Idempotency,
+    RecordId,
     SessionDep,
     SettingsDep,
     idempotent_write,
@@ -31,8 +32,12 @@ ReviewWrite = Annotated[Idempotency, Depends(idempotent_write("review"))]
 def task_filter(
     account: Annotated[str | None, Query(max_length=64)] = None,
     customer_id: Annotated[str | None, Query(max_length=64)] = None,
-    min_amount: Annotated[Decimal | None, Query()] = None,
-    max_amount: Annotated[Decimal | None, Query()] = None,
+    min_amount: Annotated[
+        Decimal | None, Query(max_digits=18, decimal_places=2)
+    ] = None,
+    max_amount: Annotated[
+        Decimal | None, Query(max_digits=18, decimal_places=2)
+    ] = None,
     date_from: Annotated[date | None, Query()] = None,
     date_to: Annotated[date | None, Query()] = None,
     anomaly: Annotated[
@@ -66,7 +71,7 @@ def list_tasks(
         Literal["priority", "amount", "age", "uncertainty"], Query()
     ] = "priority",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> schemas.TaskPage:
     """Return open review tasks in queue order, with counts."""
     page = review.list_tasks(session, filters, sort=sort, limit=limit, offset=offset)
@@ -78,7 +83,9 @@ def list_tasks(
 
 
 @router.get("/{task_id}", response_model=schemas.TaskPublic)
-def get_task(task_id: int, session: SessionDep, caller: Reader) -> schemas.TaskPublic:
+def get_task(
+    task_id: RecordId, session: SessionDep, caller: Reader
+) -> schemas.TaskPublic:
     """Return one review task with its line and candidates."""
     task = review.get_task(session, task_id)
     return operations.task_public(task, review.get_line(session, task.line_id))
@@ -100,7 +107,7 @@ def claim_next(
 
 @router.post("/{task_id}/claim", response_model=schemas.TaskPublic)
 def claim(
-    task_id: int, session: SessionDep, settings: SettingsDep, write: ReviewWrite
+    task_id: RecordId, session: SessionDep, settings: SettingsDep, write: ReviewWrite
 ) -> schemas.TaskPublic:
     """Claim a task, or renew one's own claim, for `claim_minutes`."""
     task = review.claim(
@@ -112,7 +119,7 @@ def claim(
 
 @router.post("/{task_id}/release", response_model=schemas.TaskPublic)
 def release(
-    task_id: int, session: SessionDep, write: ReviewWrite
+    task_id: RecordId, session: SessionDep, write: ReviewWrite
 ) -> schemas.TaskPublic:
     """Give up one's claim on a task."""
     task = review.release(session, task_id, actor=write.actor)
@@ -122,7 +129,10 @@ def release(
 
 @router.post("/{task_id}/decision", response_model=schemas.LineResult)
 def decide(
-    task_id: int, body: schemas.DecisionRequest, session: SessionDep, write: ReviewWrite
+    task_id: RecordId,
+    body: schemas.DecisionRequest,
+    session: SessionDep,
+    write: ReviewWrite,
 ) -> schemas.LineResult:
     """Record a clerk's decision; it is booked and kept as a label."""
     decision = review.ReviewDecision(

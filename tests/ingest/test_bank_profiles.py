@@ -231,7 +231,7 @@ def test_positional_profile_needs_every_row_to_fit():
         read_statements(data.encode(), file_name="umsatz.csv")
 
 
-def test_positional_profile_by_name_reads_bad_row_as_problem():
+def test_positional_profile_bad_row_rejects_file():
     data = TARGOBANK.replace("-6,95", "-6,9x")
 
     with pytest.raises(ImportFormatError, match="umsatz.csv:2, field debit/credit"):
@@ -260,8 +260,9 @@ def test_balance_rows_end_table_and_are_checked():
     assert statement.account == "0808"
     assert statement.lines[0].line_ref == "OP 1"
     assert statement.lines[0].memo == "LABEL 1 D1"
-    assert any("row 6 holds the opening balance" in note and "1 non-blank rows"
-               in note for note in statement.notes)
+    [note] = [note for note in statement.notes if note.startswith("row 6")]
+    assert "holds the opening balance" in note
+    assert "the 1 non-blank row below it was left out" in note
 
 
 def test_balance_rows_that_disagree_reject_file():

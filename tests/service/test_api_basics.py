@@ -9,18 +9,9 @@ from sqlmodel import Session, func, select
 from models.db import session_scope
 from models.tables import Allocation, ReviewTask, StatementLine
 from service.app import create_app
-from service.auth import create_api_key
 from service.settings import Settings
-from training.cold_start import cold_start_model, default_cache_dir
 
 ROLES = ("erp", "clerk", "analyst", "admin")
-
-
-@pytest.fixture(scope="session")
-def cold_start_dir():
-    """Train (or load) the cold-start model once per test session."""
-    cold_start_model(default_cache_dir())
-    return default_cache_dir()
 
 
 @pytest.fixture
@@ -38,20 +29,6 @@ def client(settings, engine):
     app = create_app(settings, engine=engine, review_page=False)
     with TestClient(app) as client:
         yield client
-
-
-@pytest.fixture
-def keys(engine) -> dict[str, dict[str, str]]:
-    """Return an X-API-Key header per role."""
-    with session_scope(engine) as session:
-        return {
-            role: {
-                "X-API-Key": create_api_key(
-                    session, f"{role}-1", role=role, actor="test"
-                )
-            }
-            for role in ROLES
-        }
 
 
 def _seed(client, headers):
@@ -419,7 +396,9 @@ def test_match_concurrent_resends_store_once(client, keys, engine):
 
 def test_explain_lists_candidates(client, keys):
     _seed(client, keys["erp"])
-    body = client.post("/v1/match", headers=keys["erp"], json={"lines": [_line()]}).json()
+    body = client.post(
+        "/v1/match", headers=keys["erp"], json={"lines": [_line()]}
+    ).json()
     line_id = body["lines"][0]["line_id"]
 
     found = client.get(f"/v1/lines/{line_id}/explain", headers=keys["erp"]).json()
@@ -427,3 +406,59 @@ def test_explain_lists_candidates(client, keys):
     assert found["decision"] == "auto"
     assert found["candidates"][0]["orders"] == [["SO-9501", "730.00"]]
     assert found["candidates"][0]["reasons"]
+
+
+BIG = 10**20
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        pytest.param("get", f"/v1/lines/{BIG}", None, id="huge-line-id"),
+        pytest.param("get", f"/v1/review-tasks/{BIG}", None, id="huge-task-id"),
+        pytest.param("get", f"/v1/feed?cursor={BIG}", None, id="huge-cursor"),
+        pytest.param(
+            "post", "/v1/lines/1/confirm", {"version": BIG}, id="huge-version"
+        ),
+        pytest.param(
+            "get", "/v1/review-tasks?min_amount=1e400", None, id="huge-filter"
+        ),
+        pytest.param(
+            "post", "/v1/match", {"lines": [_line(amount="1e30")]}, id="huge-amount"
+        ),
+        pytest.param(
+            "post", "/v1/match", {"lines": [_line(amount="NaN")]}, id="nan-amount"
+        ),
+        pytest.param(
+            "post", "/v1/match", {"lines": [_line(memo="a\u0000b")]}, id="nul-memo"
+        ),
+        pytest.param(
+            "put",
+            "/v1/orders",
+            {
+                "orders": [
+                    {
+                        "order_id": "SO-1",
+                        "customer_id": "C1",
+                        "order_date": "2025-06-01",
+                        "amount": "-5.00",
+                        "open_amount": "-5.00",
+                    }
+                ]
+            },
+            id="negative-order",
+        ),
+    ],
+)
+def test_odd_input_is_422(client, keys, method, path, body):
+    response = client.request(method, path, headers=keys["admin"], json=body)
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+
+
+def test_nul_in_path_is_not_500(client, keys):
+    response = client.get("/v1/customers/%00", headers=keys["admin"])
+
+    assert response.status_code in (404, 422)
+    assert response.json()["code"] in ("customer_not_found", "invalid_value")

@@ -9,24 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from models.db import session_scope
 from models.tables import Allocation, AuditEvent, ReviewTask, SalesOrder, StatementLine
 from service.app import create_app
-from service.auth import create_api_key
 from service.settings import Settings
-from training.cold_start import cold_start_model, default_cache_dir
 
 CSV_HEADER = (
     "line_ref,booking_date,amount,currency,counterparty_name,"
     "counterparty_account,memo,bank_reference\n"
 )
-
-
-@pytest.fixture(scope="session")
-def cold_start_dir():
-    """Train (or load) the cold-start model once per test session."""
-    cold_start_model(default_cache_dir())
-    return default_cache_dir()
 
 
 @pytest.fixture
@@ -41,20 +31,6 @@ def app(database_url, engine, tmp_path, cold_start_dir):
 def client(app):
     with TestClient(app) as client:
         yield client
-
-
-@pytest.fixture
-def keys(engine) -> dict[str, dict[str, str]]:
-    """Return an X-API-Key header for two clerks and the ERP."""
-    with session_scope(engine) as session:
-        return {
-            name: {"X-API-Key": create_api_key(session, name, role=role, actor="test")}
-            for name, role in (
-                ("clerk-a", "clerk"),
-                ("clerk-b", "clerk"),
-                ("erp", "erp"),
-            )
-        }
 
 
 def _seed(client, headers, *orders):

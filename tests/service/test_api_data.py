@@ -2,6 +2,7 @@
 
 import csv
 import io
+import time
 from decimal import Decimal
 
 import pytest
@@ -12,7 +13,6 @@ from models.db import session_scope
 from service.app import create_app
 from service.auth import create_api_key
 from service.settings import Settings
-from training.cold_start import cold_start_model, default_cache_dir
 
 CSV_HEADER = (
     "line_ref,booking_date,amount,currency,counterparty_name,"
@@ -24,13 +24,6 @@ FORMULA_MEMOS = [
     "+1-1 SO-9701",
     "\t=1+2",
 ]
-
-
-@pytest.fixture(scope="session")
-def cold_start_dir():
-    """Train (or load) the cold-start model once per test session."""
-    cold_start_model(default_cache_dir())
-    return default_cache_dir()
 
 
 @pytest.fixture
@@ -307,6 +300,23 @@ def test_feed_holds_back_young_events(client, erp):
     page = client.get("/v1/feed", headers=erp).json()
 
     assert page == {"events": [], "next_cursor": 0}
+
+
+def test_feed_shows_settled_events(client, erp):
+    client.app.state.feed_settle_seconds = 1
+    _seed(client, erp, ("SO-1", "C1", "300.00"))
+    _upload(
+        client,
+        erp,
+        CSV_HEADER + "L1,2025-06-10,300.00,CNY,恒达,6222001,SO-1,\n",
+        match="false",
+    )
+    _confirm(client, erp, "L1", "SO-1", "300.00")
+    time.sleep(1.5)
+
+    page = client.get("/v1/feed", headers=erp).json()
+
+    assert [event["event"] for event in page["events"]] == ["booked"]
 
 
 def _formula_lines(client, erp):

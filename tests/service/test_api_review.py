@@ -6,19 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from models.db import session_scope
 from models.tables import Label, SalesOrder
 from service.app import create_app
-from service.auth import create_api_key
 from service.settings import Settings
-from training.cold_start import cold_start_model, default_cache_dir
-
-
-@pytest.fixture(scope="session")
-def cold_start_dir():
-    """Train (or load) the cold-start model once per test session."""
-    cold_start_model(default_cache_dir())
-    return default_cache_dir()
 
 
 @pytest.fixture
@@ -29,19 +19,6 @@ def client(database_url, engine, tmp_path, cold_start_dir):
     app = create_app(settings, engine=engine, review_page=False)
     with TestClient(app) as client:
         yield client
-
-
-@pytest.fixture
-def keys(engine) -> dict[str, dict[str, str]]:
-    with session_scope(engine) as session:
-        return {
-            name: {"X-API-Key": create_api_key(session, name, role=role, actor="test")}
-            for name, role in (
-                ("clerk-a", "clerk"),
-                ("clerk-b", "clerk"),
-                ("erp", "erp"),
-            )
-        }
 
 
 @pytest.fixture

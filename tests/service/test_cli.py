@@ -51,3 +51,28 @@ def test_load_then_match_books_lines(cli_env):
     assert "customers: 4 created" in loaded.output
     assert matched.exit_code == 0, matched.output
     assert "matched 6 lines" in matched.output
+
+
+def test_users_add_then_sign_in(cli_env):
+    from models.db import make_engine
+    from service.auth import sign_in
+    from sqlmodel import Session
+
+    result = CliRunner().invoke(
+        app, ["users", "add", "wang.li", "--role", "clerk", "--password", "s3cret-pass"]
+    )
+
+    assert result.exit_code == 0, result.output
+    engine = make_engine(f"sqlite:///{cli_env / 'data' / 'cashmatch.db'}")
+    with Session(engine) as session:
+        assert sign_in(session, "wang.li", "s3cret-pass") is not None
+        assert sign_in(session, "wang.li", "wrong-pass") is None
+
+
+def test_users_add_short_password_fails(cli_env):
+    result = CliRunner().invoke(
+        app, ["users", "add", "wang.li", "--password", "short"]
+    )
+
+    assert result.exit_code == 1
+    assert "shorter than 8 characters" in result.output

@@ -197,6 +197,19 @@ def test_void_reports_negative_balance(engine, imported):
     assert "customer C1's prepayment balance is now -500.00" in report.summary()
 
 
+def test_void_lists_bank_reversals(engine, imported):
+    with session_scope(engine) as session:
+        # Matching marks a bank reversal this way after reversing its credit.
+        line = _line(session, "L3")
+        line.status = "reversal"
+        session.add(line)
+
+    report = _void(engine, imported)
+
+    assert report.bank_reversals == ["L3"]
+    assert "bank reversals voided: L3." in report.summary()
+
+
 @pytest.mark.parametrize(
     ("batch", "reason", "error", "message"),
     [

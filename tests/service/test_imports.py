@@ -435,13 +435,10 @@ def test_import_foreign_currency_follows_account(engine, settings):
     assert report.foreign_currency == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the matcher replaces the line's anomaly reasons and has no guard "
-    "for a line in another currency than its account",
-)
 def test_import_foreign_currency_line_goes_to_review(engine, settings):
     _customer(engine)
+    with session_scope(engine) as session:
+        session.add(BankAccount(account="default", currency="CNY"))
     _import(
         engine,
         settings,
