@@ -52,6 +52,7 @@ _CITY_PREFIX = re.compile(
     "^(" + "|".join(sorted(CITY_NAMES, key=len, reverse=True)) + ")(市|省)?"
 )
 _DIGITS = re.compile(r"\D+")
+_HAN_RUN = re.compile(r"[\u4e00-\u9fff]+")
 
 
 def fold_width(text: str) -> str:
@@ -59,6 +60,7 @@ def fold_width(text: str) -> str:
     return unicodedata.normalize("NFKC", text or "")
 
 
+@lru_cache(maxsize=200_000)
 def normalize_name(name: str) -> str:
     """Return a payer or customer name folded for exact comparison.
 
@@ -87,6 +89,7 @@ def core_name(name: str) -> str:
     return without_city if len(without_city) >= 2 else squeezed
 
 
+@lru_cache(maxsize=200_000)
 def normalize_account(account: str) -> str:
     """Return an account number reduced to its digits and letters."""
     folded = fold_width(account).upper()
@@ -150,3 +153,28 @@ def jieba_tokens(text: str) -> list[str]:
 def digits_only(text: str) -> str:
     """Return only the digits of a text."""
     return _DIGITS.sub("", text or "")
+
+
+@lru_cache(maxsize=100_000)
+def han_text(text: str) -> str:
+    """Return the Chinese characters of a text, in order, without the rest.
+
+    Order numbers, spaces and punctuation drop out, so 付XS2410-0031货款 and
+    付 2410 0031 货款 both become 付货款.
+    """
+    return "".join(_HAN_RUN.findall(fold_width(text)))
+
+
+@lru_cache(maxsize=100_000)
+def memo_tokens(text: str, tokenizer: Tokenizer = jieba_tokens) -> tuple[str, ...]:
+    """Return the words of a memo's Chinese text, and that text itself.
+
+    The whole text counts as one more token, because payers reuse whole
+    phrases (预付货款, 结清尾款) whose meaning is more than their words.
+    """
+    han = han_text(text)
+    if not han:
+        return ()
+    words = {word for word in tokenizer(han) if word.strip()}
+    words.add(han)
+    return tuple(sorted(words))

@@ -8,8 +8,12 @@ open amount.
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -17,7 +21,12 @@ import numpy as np
 
 from features.pairs import FEATURE_NAMES, candidate_matrix
 from ingest.records import StatementRecord
-from matcher.anomaly import AnomalyScorer, DuplicateTracker, anomaly_features
+from matcher.anomaly import (
+    ALERT_TEXTS,
+    AnomalyScorer,
+    anomaly_features,
+    anomaly_reasons,
+)
 from matcher.candidates import Candidate, LineContext, block, generate
 from matcher.decision import (
     AUTO,
@@ -35,6 +44,40 @@ from models.money import from_cents
 
 log = logging.getLogger("cashmatch.matcher")
 
+# Alerts that keep a line from an automatic decision. A conflicting memo
+# already does so through the decision guards.
+REVIEW_ALERTS = ("duplicate",)
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def paused_cyclic_gc() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector while a batch runs.
+
+    A full collection walks every object the collector tracks, and an index
+    of a million open orders has millions, so collections during a batch
+    grow with the open orders (a fifth of the matching time at 100,000).
+    Matching creates almost no reference cycles, and reference counting
+    frees the rest at once. Nested and concurrent pauses restore the
+    collector when the last one ends, and only if it was on before.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
 
 @dataclass
 class MatchModel:
@@ -45,7 +88,6 @@ class MatchModel:
     threshold: float
     version: str
     anomaly: AnomalyScorer | None = None
-    typical_amounts: dict[str, float] = field(default_factory=dict)
     feature_names: tuple[str, ...] = FEATURE_NAMES
     metrics: dict = field(default_factory=dict)
 
@@ -68,7 +110,11 @@ class ScoredCandidate:
 
 @dataclass
 class LineResult:
-    """The matcher's verdict on one line."""
+    """The matcher's verdict on one line.
+
+    `anomaly_input` contains the anomaly features as they were when the
+    line was matched, so a batch can score them all at once afterwards.
+    """
 
     line: StatementRecord
     decision: str
@@ -79,6 +125,7 @@ class LineResult:
     anomaly_score: float
     anomaly_reasons: list[str]
     model_version: str
+    anomaly_input: list[float] = field(default_factory=list, repr=False)
 
     def rows(self) -> list[dict]:
         """Return the allocation rows of the chosen candidate."""
@@ -92,51 +139,79 @@ class LineResult:
         }
         if chosen.customer_id is None or chosen.kind == "none":
             return [
-                dict(common, customer_id="", order_id="", target="none",
-                     amount=self.line.amount)
+                dict(
+                    common,
+                    customer_id="",
+                    order_id="",
+                    target="none",
+                    amount=self.line.amount,
+                )
             ]
         rows = [
-            dict(common, customer_id=chosen.customer_id, order_id=order_id,
-                 target="order", amount=from_cents(cents))
+            dict(
+                common,
+                customer_id=chosen.customer_id,
+                order_id=order_id,
+                target="order",
+                amount=from_cents(cents),
+            )
             for order_id, cents in chosen.orders
         ]
         if chosen.balance:
             rows.append(
-                dict(common, customer_id=chosen.customer_id, order_id="",
-                     target="balance", amount=from_cents(chosen.balance))
+                dict(
+                    common,
+                    customer_id=chosen.customer_id,
+                    order_id="",
+                    target="balance",
+                    amount=from_cents(chosen.balance),
+                )
             )
         rows += [
-            dict(common, customer_id=chosen.customer_id, order_id=order_id,
-                 target="fee", amount=from_cents(cents))
+            dict(
+                common,
+                customer_id=chosen.customer_id,
+                order_id=order_id,
+                target="fee",
+                amount=from_cents(cents),
+            )
             for order_id, cents in chosen.fees
         ]
         return rows
 
 
-def score_line(index: MatchIndex, model: MatchModel, line: StatementRecord):
+@dataclass
+class ScoredLine:
+    """A line's blocking context, candidates, their features and scores."""
+
+    context: LineContext
+    candidates: list[Candidate]
+    matrix: np.ndarray
+    scores: np.ndarray
+
+
+def score_line(
+    index: MatchIndex, model: MatchModel, line: StatementRecord
+) -> ScoredLine:
     """Block, generate and rank the candidates of one line."""
     context = block(index, line)
     candidates = generate(index, context)
     matrix = candidate_matrix(index, context, candidates)
     scores = model.ranker.predict(matrix)
-    return context, candidates, scores
+    return ScoredLine(context, candidates, matrix, scores)
 
 
 def decide(
-    index: MatchIndex,
-    model: MatchModel,
-    context: LineContext,
-    candidates: list[Candidate],
-    scores: np.ndarray,
+    index: MatchIndex, model: MatchModel, scored: ScoredLine
 ) -> tuple[str, float, list[ScoredCandidate], list[str]]:
     """Turn ranked candidates into a decision, a confidence and reasons."""
+    context, candidates, scores = scored.context, scored.candidates, scored.scores
     order = np.argsort(-scores, kind="stable")
     ranked = [ScoredCandidate(candidates[i], float(scores[i])) for i in order]
     top = ranked[0]
-    kinds = [c.kind for c in candidates]
-    summary = line_summary(scores, kinds, bool(context.customers))
     if model.calibrator is not None:
-        confidence = float(model.calibrator.predict_proba_right([summary])[0])
+        summary = line_summary(scores, [c.kind for c in candidates], scored.matrix)
+        confidence = model.calibrator.probability(summary)
     else:
         confidence = 0.0
 
@@ -186,7 +261,13 @@ def _identity_reasons(context: LineContext, candidate: Candidate) -> list[str]:
     if match is not None:
         how = "exact" if match.exact else "alias" if match.alias else "similar"
         reasons.append(f"payer name {how} ({match.score:.0f}/100)")
-    if not count and match is None and candidate.kind != "amount_only":
+    if cid in context.memo_customers:
+        reasons.append("memo names the customer")
+    named = any(
+        context.referenced_orders.get(oid, 0) > 0 for oid in candidate.order_ids
+    )
+    known = count or match or named or cid in context.memo_customers
+    if not known and candidate.kind != "amount_only":
         reasons.append("customer named by the memo's reference")
     return reasons
 
@@ -198,7 +279,6 @@ class Matcher:
         model.check()
         self.index = index
         self.model = model
-        self.duplicates = DuplicateTracker()
 
     def match(
         self, line: StatementRecord, *, book: bool = True, score_anomaly: bool = True
@@ -208,16 +288,25 @@ class Matcher:
         With `score_anomaly` false the anomaly score is left at 0.0 for the
         caller to fill in with `score_anomalies`, which is faster in batches.
         """
-        context, candidates, scores = score_line(self.index, self.model, line)
-        decision, confidence, ranked, reasons = decide(
-            self.index, self.model, context, candidates, scores
-        )
+        return self.match_scored(line, book=book, score_anomaly=score_anomaly)[1]
+
+    def match_scored(
+        self, line: StatementRecord, *, book: bool = True, score_anomaly: bool = True
+    ) -> tuple[ScoredLine, LineResult]:
+        """Match one line like `match`; also return its scored candidates."""
+        scored = score_line(self.index, self.model, line)
+        decision, confidence, ranked, reasons = decide(self.index, self.model, scored)
         chosen = ranked[0].candidate if decision != UNMATCHED else _none(ranked)
-        anomaly_reasons = self._anomaly_reasons(line, context, chosen, decision)
-        score = self._anomaly_score(line, chosen) if score_anomaly else 0.0
-        if "duplicate" in anomaly_reasons and decision == AUTO:
+        mismatch = bool(_currency_guard(self.index, scored.context, chosen))
+        found = anomaly_reasons(
+            self.index, scored.context, chosen, currency_mismatch=mismatch
+        )
+        # A likely double payment waits for a clerk. The other alerts flag a
+        # line whose allocation may still be booked unchanged.
+        alerts = [r for r in found if r in REVIEW_ALERTS]
+        if alerts and decision == AUTO:
             decision = REVIEW
-            reasons.append("review: looks like a repeat of an earlier payment")
+            reasons += [f"review: {ALERT_TEXTS[alert]}" for alert in alerts]
 
         result = LineResult(
             line=line,
@@ -226,88 +315,63 @@ class Matcher:
             chosen=chosen,
             ranked=ranked,
             reasons=reasons,
-            anomaly_score=score,
-            anomaly_reasons=anomaly_reasons,
+            anomaly_score=0.0,
+            anomaly_reasons=found,
             model_version=self.model.version,
+            anomaly_input=anomaly_features(self.index, line, chosen),
         )
+        if score_anomaly:
+            self.score_anomalies([result])
         if book:
             self.book(result)
-        return result
+        return scored, result
 
     def book(self, result: LineResult) -> None:
         """Apply a result's allocation to the index and remember the payer."""
         chosen = result.chosen
+        line = result.line
         for order_id, cents in chosen.orders:
             self.index.reduce_open(order_id, cents)
         for order_id, cents in chosen.fees:
             self.index.reduce_open(order_id, cents)
+        if chosen.customer_id and chosen.balance:
+            self.index.add_to_balance(
+                chosen.customer_id, chosen.balance, line.booking_date
+            )
         if chosen.customer_id and result.decision == AUTO:
             self.index.learn_payer(
                 customer_id=chosen.customer_id,
-                name=result.line.counterparty_name,
-                account=result.line.counterparty_account,
+                name=line.counterparty_name,
+                account=line.counterparty_account,
+                amount=line.amount,
             )
-        self.duplicates.add(result.line)
+        self.index.recent.add(line)
 
     def match_batch(self, lines: list[StatementRecord]) -> list[LineResult]:
         """Match lines in booking-date order; results come back in input order."""
         order = sorted(range(len(lines)), key=lambda i: (lines[i].booking_date, i))
         results: list[LineResult | None] = [None] * len(lines)
-        for i in order:
-            results[i] = self.match(lines[i], score_anomaly=False)
+        with paused_cyclic_gc():
+            for i in order:
+                results[i] = self.match(lines[i], score_anomaly=False)
         self.score_anomalies(results)  # type: ignore[arg-type]
         log.info("matched %d lines with model %s", len(lines), self.model.version)
         return results  # type: ignore[return-value]
 
     def score_anomalies(self, results: list[LineResult]) -> None:
-        """Set the learned anomaly score of many results in one batch.
+        """Set the learned anomaly score of many results in one call.
 
-        IsolationForest costs milliseconds per call whatever the number of
-        rows, so scoring line by line would dominate the matching time.
+        Money out keeps a score of 0.0: the score compares money in with
+        the customers' usual payments.
         """
         if self.model.anomaly is None or not results:
             return
-        features = [
-            anomaly_features(
-                r.line, r.chosen.customer_id, self.model.typical_amounts
-            )
-            for r in results
-        ]
-        for result, value in zip(results, self.model.anomaly.score(features)):
+        money_in = [r for r in results if r.line.amount > 0]
+        if not money_in:
+            return
+        features = [result.anomaly_input for result in money_in]
+        for result, value in zip(money_in, self.model.anomaly.score(features)):
             result.anomaly_score = float(value)
-
-    def _anomaly_reasons(self, line, context, chosen, decision) -> list[str]:
-        reasons: list[str] = []
-        if self.duplicates.is_repeat(line) and chosen.kind not in ("reference",):
-            reasons.append("duplicate")
-        strong = {oid for oid, s in context.referenced_orders.items() if s >= 2}
-        if strong and not strong & set(chosen.order_ids):
-            reasons.append("reference_conflict")
-        if line.amount > 0 and chosen.kind in ("balance", "overpay", "none"):
-            if chosen.customer_id is not None or not context.customers:
-                reasons.append("amount_mismatch")
-        if line.amount > 0 and not context.customers:
-            reasons.append("unidentified")
-        cid = chosen.customer_id
-        if (
-            cid
-            and line.counterparty_account
-            and cid not in context.account_customers
-        ):
-            reasons.append("new_account")
-        if line.is_reversal:
-            reasons.append("reversal")
-        if line.unknown_type:
-            reasons.append("unknown_type")
-        if _currency_guard(self.index, context, chosen):
-            reasons.append("foreign_currency")
-        return reasons
-
-    def _anomaly_score(self, line, chosen) -> float:
-        if self.model.anomaly is None:
-            return 0.0
-        features = anomaly_features(line, chosen.customer_id, self.model.typical_amounts)
-        return float(self.model.anomaly.score([features])[0])
 
 
 def _none(ranked: list[ScoredCandidate]) -> Candidate:

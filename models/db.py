@@ -22,12 +22,15 @@ def make_engine(url: str) -> Engine:
     """Create an engine; SQLite files get WAL mode and their folder."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    # hide_parameters keeps payers' names and amounts out of database errors.
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        hide_parameters=True,
     )
     event.listen(engine, "connect", _configure_sqlite)
     event.listen(engine, "begin", _begin_immediate)

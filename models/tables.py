@@ -216,9 +216,55 @@ class LedgerEntry(SQLModel, table=True):
     allocation_id: int | None = Field(default=None, foreign_key="allocation.id")
     order_id: str | None = Field(default=None, max_length=64)
     reverses_id: int | None = Field(default=None, foreign_key="ledger_entry.id")
+    invoice_id: str | None = Field(default=None, max_length=64)
+    # The day the entry counts for in the books; never in a closed month.
+    # Rows written before this column existed have None: their created_at.
+    booked_on: date | None = Field(default=None, index=True)
     actor: str = Field(default="system", max_length=128)
     note: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class LedgerRequest(SQLModel, table=True):
+    """A refund, write-off or fee to take from a prepayment balance.
+
+    Above the configured amount it waits (`pending`) until a second user
+    approves it; `entry_id` is the ledger entry written on approval. A refund
+    is paid by a money-out statement line, `payment_line_id`.
+    """
+
+    __tablename__ = "ledger_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(foreign_key="customer.customer_id", index=True)
+    kind: str = Field(max_length=16)
+    amount: Decimal = money_field()
+    status: str = Field(default="pending", max_length=16, index=True)
+    source_line_id: int | None = Field(
+        default=None, foreign_key="statement_line.id", index=True
+    )
+    payment_line_id: int | None = Field(
+        default=None, foreign_key="statement_line.id", unique=True, index=True
+    )
+    entry_id: int | None = Field(default=None, foreign_key="ledger_entry.id")
+    booked_on: date | None = None
+    note: str = Field(default="", max_length=500)
+    requested_by: str = Field(max_length=128)
+    requested_at: datetime = Field(default_factory=utcnow)
+    decided_by: str | None = Field(default=None, max_length=128)
+    decided_at: datetime | None = None
+    version: int = 1
+
+
+class ClosedMonth(SQLModel, table=True):
+    """A month of the books that is closed: nothing may be booked in it."""
+
+    __tablename__ = "closed_month"
+
+    month: str = Field(primary_key=True, max_length=7)
+    closed_by: str = Field(max_length=128)
+    closed_at: datetime = Field(default_factory=utcnow)
+    note: str = Field(default="", max_length=500)
 
 
 class ReviewTask(SQLModel, table=True):
@@ -323,3 +369,48 @@ class IdempotencyRecord(SQLModel, table=True):
     status_code: int = 0
     body: dict | list | None = json_field()
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A URL that booked and reversed allocations are sent to.
+
+    `secret` signs each delivery (HMAC-SHA256), so it is stored as given;
+    the API never returns it. `cursor` is the last audit event id whose
+    allocations were queued for this endpoint.
+    """
+
+    __tablename__ = "webhook_endpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=1000)
+    secret: str = Field(max_length=200)
+    description: str = Field(default="", max_length=300)
+    active: bool = Field(default=True, index=True)
+    cursor: int = 0
+    created_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+    disabled_at: datetime | None = None
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event queued for one endpoint, with its delivery attempts.
+
+    `status` is `pending` (waiting for its next attempt at
+    `next_attempt_at`), `delivered` or `failed` (attempts used up).
+    """
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (UniqueConstraint("endpoint_id", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="webhook_endpoint.id", index=True)
+    event_id: str = Field(max_length=64)
+    event_type: str = Field(max_length=32)
+    payload: dict | None = json_field()
+    status: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    last_status_code: int | None = None
+    last_error: str = Field(default="", max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None

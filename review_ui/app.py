@@ -17,6 +17,8 @@ from sqlalchemy.engine import Engine
 
 from models.errors import CashmatchError
 from review_ui import views
+from review_ui.dashboard import DashboardTab
+from review_ui.reports import ReportsTab
 from review_ui.texts import DEFAULT_LANGUAGE, text
 from service.review import ReviewDecision
 from service.settings import Settings
@@ -165,9 +167,21 @@ class _Page:
                 self._task_tab(language)
             with gr.Tab(text("tab_audit", language), id="audit") as audit_tab:
                 self._audit_tab(language)
+            with gr.Tab(
+                text("tab_dashboard", language), id="dashboard"
+            ) as self.dashboard_tab:
+                self.dashboard = DashboardTab(self.engine, self.labels)
+                self.dashboard.build(language)
+            with gr.Tab(text("tab_reports", language), id="reports") as reports_tab:
+                self.reports = ReportsTab(
+                    self.settings, self.engine, self.labels, self.clerk, self.language
+                )
+                self.reports.build(language, reports_tab)
         add(queue_tab, "tab_queue")
         add(task_tab, "tab_task")
         add(audit_tab, "tab_audit")
+        add(self.dashboard_tab, "tab_dashboard")
+        add(reports_tab, "tab_reports")
         self.shortcuts = add(
             gr.Textbox(
                 value=text("shortcuts", language),
@@ -445,6 +459,7 @@ class _Page:
             [self.clerk, self.language],
             [self.audit, self.audit_note],
         )
+        self.dashboard.wire(self.clerk, self.language, self.dashboard_tab)
 
     def _wire_page(self) -> None:
         self.language_choice.change(

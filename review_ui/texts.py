@@ -139,6 +139,96 @@ TEXTS: dict[str, dict[str, str]] = {
     "col_action": {"zh": "操作", "en": "Action"},
     "col_entity": {"zh": "对象", "en": "Entity"},
     "col_detail": {"zh": "详情", "en": "Detail"},
+    # The dashboard tab
+    "tab_dashboard": {"zh": "仪表盘", "en": "Dashboard"},
+    "dashboard_refresh": {"zh": "刷新仪表盘", "en": "Refresh dashboard"},
+    "dash_alerts": {"zh": "预警", "en": "Alerts"},
+    "dash_no_alerts": {"zh": "无预警", "en": "No alerts"},
+    "alert_automation": {
+        "zh": "自动化率 {value} 低于预警线 {level}（近 {days} 天 {count} 条流水）",
+        "en": "Automation rate {value} is below the alert level {level} "
+        "({count} lines in the last {days} days)",
+    },
+    "alert_precision": {
+        "zh": "自动判定准确率估计 {value} 低于预警线 {level}（近 {days} 天 {count} 条抽检）",
+        "en": "Estimated precision of automatic decisions {value} is below the "
+        "alert level {level} ({count} audits in the last {days} days)",
+    },
+    "dash_summary": {"zh": "概览", "en": "Summary"},
+    "fig_automation": {"zh": "自动化率", "en": "Automation rate"},
+    "fig_precision": {
+        "zh": "自动判定准确率（抽检估计）",
+        "en": "Estimated precision of automatic decisions",
+    },
+    "fig_accepted": {
+        "zh": "建议原样接受比例",
+        "en": "Suggestions accepted as they were",
+    },
+    "fig_queue": {"zh": "待审核任务", "en": "Open review tasks"},
+    "fig_queue_age": {"zh": "最久等待（小时）", "en": "Longest wait (hours)"},
+    "fig_unmatched": {"zh": "未匹配金额", "en": "Unmatched money"},
+    "fig_model": {"zh": "当前模型", "en": "Serving model"},
+    "detail_lines": {"zh": "{hits} / {total} 条", "en": "{hits} of {total}"},
+    "detail_interval": {
+        "zh": "95% 区间 {low}-{high}，{total} 条抽检，{pending} 条待抽检",
+        "en": "95 % interval {low}-{high}, {total} audited, {pending} pending",
+    },
+    "detail_queue": {"zh": "平均等待 {hours} 小时", "en": "mean wait {hours} hours"},
+    "detail_no_audits": {
+        "zh": "尚无抽检结论，{pending} 条待抽检",
+        "en": "no audit verdicts yet, {pending} pending",
+    },
+    "dash_automation_week": {"zh": "每周自动化率", "en": "Automation rate per week"},
+    "dash_precision_week": {
+        "zh": "每周抽检准确率",
+        "en": "Audited precision per week",
+    },
+    "dash_accepted_week": {
+        "zh": "每周建议原样接受比例",
+        "en": "Suggestions accepted as they were, per week",
+    },
+    "dash_models_week": {
+        "zh": "每周各模型版本匹配的流水",
+        "en": "Lines per week by model version",
+    },
+    "dash_unmatched_week": {
+        "zh": "每周未匹配金额（取整）",
+        "en": "Unmatched money per week (whole units)",
+    },
+    "dash_by_account": {"zh": "按账户", "en": "By bank account"},
+    "dash_by_channel": {"zh": "按渠道", "en": "By channel"},
+    "dash_promotions": {"zh": "模型上线记录", "en": "Model promotions"},
+    "dash_open_audits": {"zh": "待抽检任务", "en": "Open audit tasks"},
+    "dash_audit_task": {"zh": "抽检任务编号", "en": "Audit task id"},
+    "audit_right": {"zh": "自动判定正确", "en": "Automatic decision right"},
+    "audit_wrong": {
+        "zh": "自动判定错误（撤销并重新排队）",
+        "en": "Automatic decision wrong (undo and requeue)",
+    },
+    "audit_recorded": {
+        "zh": "抽检任务 {task}：已记录为{verdict}，流水状态 {status}",
+        "en": "Audit task {task}: recorded as {verdict}, line is {status}",
+    },
+    "verdict_right": {"zh": "正确", "en": "right"},
+    "verdict_wrong": {"zh": "错误", "en": "wrong"},
+    "col_week": {"zh": "周（起始日）", "en": "Week (Monday)"},
+    "col_share": {"zh": "比例", "en": "Share"},
+    "col_low": {"zh": "下限", "en": "Low"},
+    "col_high": {"zh": "上限", "en": "High"},
+    "col_lines": {"zh": "流水数", "en": "Lines"},
+    "col_version": {"zh": "模型版本", "en": "Model version"},
+    "col_previous": {"zh": "上一版本", "en": "Previous version"},
+    "col_account": {"zh": "账户", "en": "Account"},
+    "col_channel": {"zh": "渠道", "en": "Channel"},
+    "col_automation": {"zh": "自动化率", "en": "Automation"},
+    "col_accepted": {"zh": "建议接受", "en": "Accepted"},
+    "col_open_tasks": {"zh": "待审核", "en": "Open tasks"},
+    "col_oldest_hours": {"zh": "最久等待（小时）", "en": "Longest wait (h)"},
+    "col_unmatched": {"zh": "未匹配金额", "en": "Unmatched money"},
+    "col_figure": {"zh": "指标", "en": "Figure"},
+    "col_note": {"zh": "说明", "en": "Note"},
+    "col_line_id": {"zh": "流水编号", "en": "Line id"},
+    "col_whole_units": {"zh": "金额（取整）", "en": "Amount (whole units)"},
     # Fields of a line
     "field_line_ref": {"zh": "流水号", "en": "Line ref"},
     "field_account": {"zh": "我方账户", "en": "Our account"},
@@ -155,6 +245,93 @@ TEXTS: dict[str, dict[str, str]] = {
     "field_version": {"zh": "版本", "en": "Version"},
     "field_reasons": {"zh": "理由", "en": "Reasons"},
 }
+
+# The reports tab: balances, reminders, anomalies, reconciliation, a
+# customer's ledger and approvals.
+TEXTS.update(
+    {
+        "tab_reports": {"zh": "报表与预付款", "en": "Reports and balances"},
+        "rep_as_of": {"zh": "截至日期 (YYYY-MM-DD)", "en": "As of (YYYY-MM-DD)"},
+        "rep_month": {"zh": "对账月份 (YYYY-MM)", "en": "Month to reconcile (YYYY-MM)"},
+        "rep_refresh": {"zh": "刷新报表", "en": "Refresh reports"},
+        "rep_ageing": {"zh": "预付款账龄", "en": "Prepayment balances by age"},
+        "rep_anomalies": {"zh": "按类型统计的异常", "en": "Anomalies by kind"},
+        "rep_balances": {"zh": "客户预付款余额", "en": "Balances by customer"},
+        "rep_reminders": {
+            "zh": "提醒：未使用余额与待退款重复付款",
+            "en": "Reminders: unused balances and repeat payments to refund",
+        },
+        "rep_unmatched": {
+            "zh": "未匹配与未识别的款项",
+            "en": "Unmatched and unidentified money",
+        },
+        "rep_reconciliation": {"zh": "月度对账", "en": "Monthly reconciliation"},
+        "rep_summary": {"zh": "摘要", "en": "Summary"},
+        "rep_tied": {
+            "zh": "{account} {month}：银行、分配与台账一致",
+            "en": "{account} {month}: bank, allocations and ledger tie",
+        },
+        "rep_not_tied": {
+            "zh": "{account} {month}：{count} 处差异",
+            "en": "{account} {month} does not tie; differences: {count}",
+        },
+        "rep_totals": {
+            "zh": "余额合计 {balance}；未匹配收入 {unmatched}（其中未识别 {unidentified}）",
+            "en": "Balances {balance}; unmatched money in {unmatched} "
+            "(unidentified {unidentified})",
+        },
+        "rep_report": {"zh": "报表", "en": "Report"},
+        "rep_format": {"zh": "格式", "en": "Format"},
+        "rep_download": {"zh": "导出", "en": "Export"},
+        "rep_file": {"zh": "导出文件", "en": "Exported file"},
+        "cust_show": {"zh": "查看客户台账", "en": "Show customer ledger"},
+        "cust_summary": {"zh": "客户余额", "en": "Customer balance"},
+        "cust_entries": {"zh": "预付款台账", "en": "Prepayment ledger"},
+        "cust_anomalies": {
+            "zh": "客户异常与流水异常原因",
+            "en": "Customer anomalies and line reasons",
+        },
+        "cust_order": {"zh": "订单号", "en": "Order id"},
+        "cust_invoice": {"zh": "发票号", "en": "Invoice id"},
+        "cust_amount": {"zh": "金额", "en": "Amount"},
+        "cust_apply": {"zh": "用余额支付", "en": "Apply balance"},
+        "cust_refund": {"zh": "申请退款", "en": "Request refund"},
+        "cust_write_off": {"zh": "申请核销", "en": "Request write-off"},
+        "cust_balance_text": {
+            "zh": "{customer} {name}：余额 {balance}",
+            "en": "{customer} {name}: balance {balance}",
+        },
+        "req_pending": {"zh": "待审批申请", "en": "Requests awaiting approval"},
+        "req_id": {"zh": "申请编号", "en": "Request id"},
+        "req_approve": {"zh": "批准", "en": "Approve"},
+        "req_reject": {"zh": "驳回", "en": "Reject"},
+        "req_refresh": {"zh": "刷新申请", "en": "Refresh requests"},
+        "msg_applied": {
+            "zh": "已用 {customer} 的余额支付 {amount}，余额 {balance}",
+            "en": "Applied {amount} of {customer}'s balance; balance is {balance}",
+        },
+        "msg_requested": {
+            "zh": "申请 {request}（{kind} {amount}）：{status}",
+            "en": "Request {request} ({kind} {amount}): {status}",
+        },
+        "cannot_act": {
+            "zh": "角色 {role} 不能执行此操作",
+            "en": "Role {role} may not do this",
+        },
+        "bad_amount": {
+            "zh": "金额 {value} 无效，请写成 1250.00",
+            "en": "Amount {value} is not an amount like 1250.00",
+        },
+        "bad_day": {
+            "zh": "日期 {value} 无效，请写成 2025-06-30",
+            "en": "Day {value} is not a date like 2025-06-30",
+        },
+        "bad_month": {
+            "zh": "月份 {value} 无效，请写成 2025-06",
+            "en": "Month {value} is not a month like 2025-06",
+        },
+    }
+)
 
 
 def text(key: str, language: str, **values) -> str:

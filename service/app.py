@@ -8,15 +8,21 @@ side by side.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from models.db import make_engine, migrate, session_scope
-from service.api import lines, masterdata, reports, system, tasks
+from service.api import ledger as ledger_api
+from service.api import lines, masterdata, reports, system, tasks, webhooks
+from service.api import models as models_api
 from service.api.errors import BodySizeLimit, install_error_handlers
 from service.api.schemas import ErrorBody
+from service.index import IndexCache
+from service.logging_setup import RequestIdMiddleware
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("cashmatch.service")
@@ -48,26 +54,48 @@ def create_app(
         description="Match bank-statement lines to customers, orders and "
         "prepayment balances. Money is sent and returned as decimal strings.",
         responses=ERROR_RESPONSES,
+        lifespan=_run_webhook_dispatcher,
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.index_cache = IndexCache()
     app.state.feed_settle_seconds = (
         POSTGRES_FEED_SETTLE_SECONDS if engine.dialect.name == "postgresql" else 0.0
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    # Added last, so it wraps everything and even a 413 carries the id.
+    app.add_middleware(RequestIdMiddleware)
     for router in (
         system.router,
         lines.router,
         masterdata.router,
         tasks.router,
         reports.router,
+        webhooks.router,
     ):
         app.include_router(router)
+    ledger_api.install(app)
+    models_api.install(app)
     if review_page:
         _mount_review_page(app, settings, engine)
     log.info("app created on %s", engine.url.render_as_string(hide_password=True))
     return app
+
+
+@asynccontextmanager
+async def _run_webhook_dispatcher(app: FastAPI) -> AsyncIterator[None]:
+    """Deliver webhooks from a thread of this process while it serves."""
+    from service.webhooks import start_dispatcher
+
+    dispatcher = start_dispatcher(
+        app.state.engine, settle_seconds=app.state.feed_settle_seconds
+    )
+    try:
+        yield
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()
 
 
 def _ensure_serving_model(settings: Settings, engine: Engine) -> None:

@@ -25,11 +25,11 @@ from models.tables import (
     Allocation,
     AuditEvent,
     CustomerAccount,
-    LedgerEntry,
     SalesOrder,
     StatementLine,
     utcnow,
 )
+from service import ledger
 
 log = logging.getLogger("cashmatch.service")
 
@@ -269,19 +269,8 @@ def _write_receipts(
     session: Session, line: StatementLine, allocations: list[Allocation], actor: str
 ) -> None:
     for allocation in allocations:
-        if allocation.target != "balance":
-            continue
-        session.add(
-            LedgerEntry(
-                customer_id=allocation.customer_id,
-                kind="receipt",
-                amount=allocation.amount,
-                line_id=line.id,
-                allocation_id=allocation.id,
-                actor=actor,
-                note=f"from line {line.line_ref}",
-            )
-        )
+        if allocation.target == "balance":
+            ledger.record_receipt(session, allocation, line, actor=actor)
 
 
 def _learn_account(session: Session, line: StatementLine, customer_id: str) -> None:
@@ -369,7 +358,9 @@ def reverse(
         if allocation.target in ("order", "fee"):
             _give_back_to_order(session, allocation)
         if allocation.target == "balance":
-            _reverse_receipt(session, allocation, actor)
+            ledger.record_receipt_reversal(
+                session, allocation, actor=actor, note="allocation reversed"
+            )
         allocation.status = "reversed"
         allocation.reversed_by = actor
         allocation.reversed_at = now
@@ -400,26 +391,6 @@ def _give_back_to_order(session: Session, allocation: Allocation) -> None:
     if order.status in OPEN_ORDER_STATUSES + ("paid",):
         order.status = "open" if order.open_amount >= order.amount else "partly_paid"
         session.add(order)
-
-
-def _reverse_receipt(session: Session, allocation: Allocation, actor: str) -> None:
-    receipt = session.exec(
-        select(LedgerEntry).where(
-            LedgerEntry.allocation_id == allocation.id, LedgerEntry.kind == "receipt"
-        )
-    ).first()
-    session.add(
-        LedgerEntry(
-            customer_id=allocation.customer_id,
-            kind="reversal",
-            amount=-allocation.amount,
-            line_id=allocation.line_id,
-            allocation_id=allocation.id,
-            reverses_id=receipt.id if receipt else None,
-            actor=actor,
-            note="allocation reversed",
-        )
-    )
 
 
 def _audit(
@@ -456,7 +427,4 @@ def _audit(
 
 def balance_of(session: Session, customer_id: str) -> Decimal:
     """Return a customer's prepayment balance: the sum of its ledger entries."""
-    amounts = session.exec(
-        select(LedgerEntry.amount).where(LedgerEntry.customer_id == customer_id)
-    ).all()
-    return sum(amounts, ZERO)
+    return ledger.balance(session, customer_id)

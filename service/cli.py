@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,24 +26,16 @@ app = typer.Typer(
 model_app = typer.Typer(help="List, promote and roll back trained models.")
 keys_app = typer.Typer(help="Create, list and revoke API keys.")
 users_app = typer.Typer(help="Add the users who sign in to the review queue.")
+ledger_app = typer.Typer(
+    help="Prepayment ledgers: balances, applications, refunds, approvals and "
+    "closed months."
+)
 app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(ledger_app, name="ledger")
 
 log = logging.getLogger("cashmatch.service")
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send the `cashmatch` loggers to stderr, once."""
-    root = logging.getLogger("cashmatch")
-    if root.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root.addHandler(handler)
-    root.setLevel(level)
 
 
 def open_database(settings: Settings):
@@ -80,6 +72,8 @@ def fail(message: str, code: int = 1) -> None:
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Cashmatch: cash application for bank statements."""
+    from service.logging_setup import configure_logging
+
     configure_logging(logging.DEBUG if verbose else logging.INFO)
 
 
@@ -292,46 +286,88 @@ def train_command(
         bool,
         typer.Option(
             "--promote/--no-promote",
-            help="Serve the new model when it is at least as good",
+            help="Serve the new model when it beats the serving one on the "
+            "latest period",
         ),
     ] = True,
     force: Annotated[
-        bool, typer.Option(help="Serve the new model even when it scores lower")
+        bool, typer.Option(help="Serve the new model even when it does not")
     ] = False,
+    eval_from: Annotated[
+        Optional[datetime],
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="First booking date of the evaluation period (YYYY-MM-DD); "
+            "default: the latest share set by CASHMATCH_EVAL_SHARE",
+        ),
+    ] = None,
 ) -> None:
-    """Train a model from reviewed labels (or a case history) and register it."""
-    from service.train import train
+    """Train from reviewed labels (or a case history), evaluate and register.
 
-    with database() as (session, settings):
-        result = train(
-            session, settings, case=case, promote_new=promote_model, force=force
+    The model trains on the older labelled lines and is evaluated, like the
+    serving model, on the latest period. Exits with code 1, naming how many
+    labelled lines are needed, when there are too few.
+    """
+    from service.train import train_with_engine
+
+    settings = Settings()
+    engine = open_database(settings)
+    try:
+        result = train_with_engine(
+            engine,
+            settings,
+            case=case,
+            promote_new=promote_model,
+            force=force,
+            eval_from=eval_from.date() if eval_from else None,
+            actor="cli",
         )
+    except CashmatchError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
     typer.echo(result.summary())
 
 
 @model_app.command("list")
 def model_list() -> None:
-    """List trained models, newest first; `*` marks the serving one."""
+    """List trained models, newest first; `*` marks the serving one.
+
+    The figures are those of the latest period the model was evaluated on.
+    """
     from training.registry import list_models
 
     with database() as (session, settings):
         for row in list_models(session):
-            mark = "*" if row.status == "serving" else " "
-            accuracy = (row.metrics or {}).get("validation_top1_accuracy")
-            shown = f"{accuracy:.3f}" if isinstance(accuracy, float) else "-"
-            typer.echo(
-                f"{mark} {row.version}  {row.status:<11} {row.source:<10} "
-                f"top-1 {shown}  {row.created_at:%Y-%m-%d %H:%M}"
-            )
+            typer.echo(_model_line(row))
+
+
+def _model_line(row) -> str:
+    metrics = row.metrics or {}
+
+    def shown(name: str) -> str:
+        value = metrics.get(name)
+        return f"{100 * value:.1f} %" if isinstance(value, float) else "-"
+
+    mark = "*" if row.status == "serving" else " "
+    return (
+        f"{mark} {row.version}  {row.status:<11} {row.source:<16} "
+        f"accuracy {shown('eval_allocation_accuracy'):>7}  "
+        f"automation {shown('eval_automation_rate'):>7}  "
+        f"precision {shown('eval_auto_precision'):>7}  "
+        f"{row.created_at:%Y-%m-%d %H:%M}"
+    )
 
 
 @model_app.command("promote")
 def model_promote(version: Annotated[str, typer.Argument()]) -> None:
-    """Serve this model version."""
+    """Serve this model version; the API picks it up without a restart."""
     from training.registry import promote
 
     with database() as (session, settings):
-        promote(session, version, actor="cli")
+        row = promote(session, version, actor="cli")
+        registry_version = row.registry_version
+    _move_serving_alias(settings, registry_version)
     typer.echo(f"model {version} now serves")
 
 
@@ -342,7 +378,21 @@ def model_rollback() -> None:
 
     with database() as (session, settings):
         row = rollback(session, actor="cli")
-    typer.echo(f"model {row.version} now serves")
+        version, registry_version = row.version, row.registry_version
+    _move_serving_alias(settings, registry_version)
+    typer.echo(f"model {version} now serves")
+
+
+def _move_serving_alias(settings: Settings, registry_version: str | None) -> None:
+    # The alias follows the database, so it moves only after the commit.
+    if registry_version:
+        from training.registry import set_serving_alias
+
+        set_serving_alias(
+            settings.mlflow_tracking_uri,
+            settings.mlflow_registry_name,
+            registry_version,
+        )
 
 
 @app.command("serve")
@@ -351,9 +401,16 @@ def serve_command(
     port: Annotated[int, typer.Option()] = 8000,
     workers: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
-    """Run the HTTP API with the review page at /review."""
+    """Run the HTTP API with the review page at /review.
+
+    Logs are JSON lines when CASHMATCH_LOG_FORMAT=json, plain text otherwise.
+    """
     import uvicorn
 
+    from service.logging_setup import configure_logging as configure_log_format
+    from service.logging_setup import uvicorn_log_config
+
+    configure_log_format()
     settings = Settings()
     open_database(settings).dispose()
     uvicorn.run(
@@ -363,6 +420,7 @@ def serve_command(
         port=port,
         workers=workers,
         log_level="info",
+        log_config=uvicorn_log_config(),
     )
 
 
@@ -401,16 +459,74 @@ def demo_command(
 
 @app.command("report")
 def report_command(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="status, balances, unmatched, anomalies, customer-anomalies, "
+            "reminders or reconciliation"
+        ),
+    ] = "status",
     out: Annotated[
         Optional[Path],
-        typer.Option(help="Write the allocations of every stored line to this CSV"),
+        typer.Option(
+            help="Write the report to this .csv or .xlsx file; for status, the "
+            "allocations of every stored line as CSV"
+        ),
+    ] = None,
+    as_of: Annotated[
+        Optional[str], typer.Option(help="Age money as of this day, YYYY-MM-DD")
+    ] = None,
+    account: Annotated[
+        Optional[str],
+        typer.Option(help="Our bank account, for unmatched and reconciliation"),
+    ] = None,
+    month: Annotated[
+        Optional[str], typer.Option(help="The month to reconcile, YYYY-MM")
     ] = None,
 ) -> None:
-    """Print counts of lines by status and decision; optionally export rows."""
+    """Print a report, or write it as CSV or XLSX with --out."""
     from service.reports import status_report
 
+    if name == "status":
+        with database() as (session, _settings):
+            typer.echo(status_report(session, out=out))
+        return
     with database() as (session, settings):
-        typer.echo(status_report(session, out=out))
+        text = _named_report(session, settings, name, out, as_of, account, month)
+    typer.echo(text)
+
+
+def _named_report(session, settings, name, out, as_of, account, month) -> str:
+    from service import ledger, reports
+    from service.exports import csv_text, write_csv, xlsx_bytes
+
+    options = reports.ReportOptions(
+        as_of=_day(as_of) or ledger.local_today(settings.time_zone),
+        unused_days=ledger.ledger_settings(settings).unused_balance_days,
+        fee_max=settings.fee_max,
+        account=account,
+        month=month,
+    )
+    columns, rows = reports.report_table(session, name, options)
+    if out is None:
+        return csv_text(rows, columns).rstrip("\n")
+    if out.suffix.lower() == ".xlsx":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(xlsx_bytes(rows, columns, title=name))
+    else:
+        write_csv(rows, columns, out)
+    return f"wrote {len(rows)} {name} rows to {out}"
+
+
+def _day(text: str | None):
+    from datetime import date
+
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"day {text!r} is not a date like 2025-06-30")
 
 
 @keys_app.command("create")
@@ -473,6 +589,335 @@ def users_add(
     with database() as (session, _settings):
         upsert_user(session, name, role=role, password=password)
     typer.echo(f"user {name} ({role}) saved")
+
+
+
+# The prepayment ledger ------------------------------------------------------------
+
+Actor = Annotated[
+    Optional[str], typer.Option(help="Who acts, for the audit log; default cli:<login>")
+]
+Note = Annotated[str, typer.Option(help="A note kept with the entry")]
+BookedOn = Annotated[
+    Optional[str], typer.Option(help="Book on this day, YYYY-MM-DD; default today")
+]
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+
+    if actor:
+        return actor
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in this environment
+        return "cli"
+
+
+def _money(text: str):
+    from models.money import to_money
+
+    try:
+        amount = to_money(text)
+    except ValueError as exc:
+        fail(f"{exc}; write an amount like 1250.00")
+    if amount <= 0:
+        fail(f"amount {amount} must be positive")
+    return amount
+
+
+def _ledger_today(settings) -> object:
+    from service import ledger
+
+    return ledger.local_today(ledger.ledger_settings(settings).time_zone)
+
+
+@ledger_app.command("show")
+def ledger_show(customer_id: Annotated[str, typer.Argument()]) -> None:
+    """Print a customer's balance, ledger entries and open requests."""
+    from service import ledger
+
+    with database() as (session, _settings):
+        view = ledger.customer_ledger(session, customer_id)
+    typer.echo(f"{view.customer_id} {view.name}: balance {view.balance}")
+    for entry in view.entries:
+        target = entry.order_id or entry.invoice_id or ""
+        typer.echo(
+            f"  #{entry.id} {ledger.entry_day(entry)} {entry.kind:<11} "
+            f"{entry.amount:>12} {target:<12} {entry.actor}  {entry.note}"
+        )
+    for request in view.requests:
+        typer.echo(
+            f"  request {request.id}: {request.kind} {request.amount} "
+            f"{request.status}, asked by {request.requested_by}"
+        )
+
+
+@ledger_app.command("apply")
+def ledger_apply(
+    customer_id: Annotated[str, typer.Argument()],
+    amount: Annotated[str, typer.Argument(help="The amount of the balance to apply")],
+    order: Annotated[Optional[str], typer.Option(help="The order to pay")] = None,
+    invoice: Annotated[
+        Optional[str], typer.Option(help="The invoice whose orders to pay")
+    ] = None,
+    note: Note = "",
+    booked_on: BookedOn = None,
+    actor: Actor = None,
+) -> None:
+    """Apply part of a customer's balance to an order or an invoice."""
+    from service import ledger
+
+    with database() as (session, settings):
+        entries = ledger.apply_balance(
+            session,
+            customer_id=customer_id,
+            amount=_money(amount),
+            actor=_actor(actor),
+            today=_ledger_today(settings),
+            order_id=order,
+            invoice_id=invoice,
+            note=note,
+            booked_on=_day(booked_on),
+        )
+        balance = ledger.balance(session, customer_id)
+    for entry in entries:
+        typer.echo(f"applied {-entry.amount} to order {entry.order_id}")
+    typer.echo(f"{customer_id}'s balance is now {balance}")
+
+
+@ledger_app.command("refund")
+def ledger_refund(
+    customer_id: Annotated[str, typer.Argument()],
+    amount: Annotated[str, typer.Argument()],
+    source_line: Annotated[
+        Optional[int], typer.Option(help="Id of the line marked for refund")
+    ] = None,
+    payment_line: Annotated[
+        Optional[int], typer.Option(help="Id of the money-out line that paid it")
+    ] = None,
+    note: Note = "",
+    booked_on: BookedOn = None,
+    actor: Actor = None,
+) -> None:
+    """Request a refund; above the approval limit it waits for a second user."""
+    from service import controls, ledger
+
+    with database() as (session, settings):
+        request = controls.request_refund(
+            session,
+            customer_id=customer_id,
+            amount=_money(amount),
+            actor=_actor(actor),
+            limit=ledger.ledger_settings(settings).approval_limit,
+            today=_ledger_today(settings),
+            note=note,
+            source_line_id=source_line,
+            payment_line_id=payment_line,
+            booked_on=_day(booked_on),
+        )
+    typer.echo(_request_text(request))
+
+
+@ledger_app.command("write-off")
+def ledger_write_off(
+    customer_id: Annotated[str, typer.Argument()],
+    amount: Annotated[str, typer.Argument()],
+    note: Note = "",
+    booked_on: BookedOn = None,
+    actor: Actor = None,
+) -> None:
+    """Request a write-off; above the approval limit it waits for a second user."""
+    _taking_command(customer_id, "write_off", amount, None, note, booked_on, actor)
+
+
+@ledger_app.command("fee")
+def ledger_fee(
+    customer_id: Annotated[str, typer.Argument()],
+    amount: Annotated[str, typer.Argument()],
+    line: Annotated[
+        Optional[int], typer.Option(help="Id of the bank's money-out fee line")
+    ] = None,
+    note: Note = "",
+    booked_on: BookedOn = None,
+    actor: Actor = None,
+) -> None:
+    """Charge a bank fee to a customer's balance."""
+    _taking_command(customer_id, "fee", amount, line, note, booked_on, actor)
+
+
+def _taking_command(customer_id, kind, amount, line, note, booked_on, actor) -> None:
+    from service import controls, ledger
+
+    with database() as (session, settings):
+        request = controls.request_taking(
+            session,
+            customer_id=customer_id,
+            kind=kind,
+            amount=_money(amount),
+            actor=_actor(actor),
+            limit=ledger.ledger_settings(settings).approval_limit,
+            today=_ledger_today(settings),
+            note=note,
+            line_id=line,
+            booked_on=_day(booked_on),
+        )
+    typer.echo(_request_text(request))
+
+
+def _request_text(request) -> str:
+    text = (
+        f"request {request.id}: {request.kind} of {request.amount} for "
+        f"{request.customer_id} is {request.status}"
+    )
+    if request.status == "pending":
+        text += "; another user must approve it"
+    return text
+
+
+@ledger_app.command("requests")
+def ledger_requests(
+    status: Annotated[
+        Optional[str], typer.Option(help="pending, approved, rejected or cancelled")
+    ] = "pending",
+) -> None:
+    """List refund, write-off and fee requests, newest first."""
+    from service import controls
+
+    with database() as (session, _settings):
+        found = controls.list_requests(session, status=status)
+    for request in found:
+        typer.echo(
+            f"{request.id}  {request.kind:<9} {request.amount:>12} "
+            f"{request.customer_id:<12} {request.status:<9} by {request.requested_by}"
+        )
+
+
+@ledger_app.command("approve")
+def ledger_approve(
+    request_id: Annotated[int, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="The reason, kept in the audit log")] = "",
+    actor: Actor = None,
+) -> None:
+    """Approve another user's pending request and book it."""
+    from service import controls
+
+    with database() as (session, settings):
+        request = controls.approve_request(
+            session,
+            request_id,
+            actor=_actor(actor),
+            today=_ledger_today(settings),
+            reason=reason,
+        )
+    typer.echo(_request_text(request))
+
+
+@ledger_app.command("reject")
+def ledger_reject(
+    request_id: Annotated[int, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="The reason, kept in the audit log")] = "",
+    actor: Actor = None,
+) -> None:
+    """Reject a pending request; nothing is booked."""
+    from service import controls
+
+    with database() as (session, _settings):
+        request = controls.reject_request(
+            session, request_id, actor=_actor(actor), reason=reason
+        )
+    typer.echo(_request_text(request))
+
+
+@ledger_app.command("pay")
+def ledger_pay(
+    request_id: Annotated[int, typer.Argument()],
+    line_id: Annotated[int, typer.Argument(help="Id of the money-out line")],
+    actor: Actor = None,
+) -> None:
+    """Record the money-out statement line that paid an approved refund."""
+    from service import controls
+
+    with database() as (session, _settings):
+        request = controls.pay_refund(session, request_id, line_id, actor=_actor(actor))
+    typer.echo(f"request {request.id} paid by line {request.payment_line_id}")
+
+
+@ledger_app.command("reverse")
+def ledger_reverse(
+    entry_id: Annotated[int, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="The reason, kept in the audit log")],
+    amount: Annotated[
+        Optional[str], typer.Option(help="Reverse only this much; default all")
+    ] = None,
+    booked_on: BookedOn = None,
+    actor: Actor = None,
+) -> None:
+    """Reverse an application, fee or write-off with a new entry."""
+    from service import ledger
+
+    with database() as (session, settings):
+        reversal = ledger.reverse_entry(
+            session,
+            entry_id,
+            actor=_actor(actor),
+            reason=reason,
+            today=_ledger_today(settings),
+            amount=_money(amount) if amount else None,
+            booked_on=_day(booked_on),
+        )
+    typer.echo(
+        f"entry {reversal.id} reverses {reversal.amount} of entry {entry_id}, "
+        f"booked on {reversal.booked_on}"
+    )
+
+
+@ledger_app.command("close-month")
+def ledger_close_month(
+    month: Annotated[str, typer.Argument(help="YYYY-MM")],
+    note: Note = "",
+    actor: Actor = None,
+) -> None:
+    """Close a month that has ended; nothing can be booked in it afterwards."""
+    from service import controls
+
+    with database() as (session, settings):
+        row = controls.close_month(
+            session,
+            month,
+            actor=_actor(actor),
+            today=_ledger_today(settings),
+            note=note,
+        )
+    typer.echo(f"month {row.month} closed by {row.closed_by}")
+
+
+@ledger_app.command("months")
+def ledger_months() -> None:
+    """List the closed months."""
+    from service import ledger
+
+    with database() as (session, _settings):
+        for row in ledger.closed_months(session):
+            typer.echo(
+                f"{row.month}  closed by {row.closed_by} at {row.closed_at:%Y-%m-%d}"
+            )
+
+
+@ledger_app.command("check-invoice")
+def ledger_check_invoice(invoice_id: Annotated[str, typer.Argument()]) -> None:
+    """Compare an invoice with what its orders were paid plus the balance."""
+    from service import ledger
+
+    with database() as (session, _settings):
+        check = ledger.check_invoice(session, invoice_id)
+    state = "covered" if check.covered else f"short by {check.shortfall}"
+    typer.echo(
+        f"invoice {check.invoice_id} of {check.amount}: paid to its orders "
+        f"{check.paid_to_orders}, counted by earlier invoices "
+        f"{check.already_invoiced}, balance left {check.prepayment_balance}; "
+        f"{state}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +28,8 @@ ALLOCATION_COLUMNS = (
 )
 NUMERIC_COLUMNS = frozenset({"amount", "confidence", "anomaly_score"})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Control characters other than tab, line feed and carriage return.
+XML_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def neutralise(text: str) -> str:
@@ -99,4 +102,10 @@ def xlsx_bytes(rows: Iterable[dict], columns: Sequence[str], *, title: str) -> b
 def _xlsx_value(value):
     if value is None or isinstance(value, (Decimal, int, float)):
         return value
-    return str(value)
+    return XML_CONTROL_CHARACTERS.sub(_escape_control, str(value))
+
+
+def _escape_control(match: re.Match) -> str:
+    # XLSX is XML, which cannot hold these characters. A memo that carries
+    # one shows it as the text \x1b, so the cell keeps every character.
+    return f"\\x{ord(match.group()):02x}"

@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from ingest.records import CustomerRecord, InvoiceRecord, OrderRecord, StatementRecord
 from matcher.index import MatchIndex, MatchSettings
+from models.money import ZERO, to_cents
 from models.tables import (
     Allocation,
     Customer,
     CustomerAccount,
     CustomerAlias,
     Invoice,
+    LedgerEntry,
     SalesOrder,
     StatementLine,
+    utcnow,
 )
+from service.ledger import balance_layers
 from service.settings import Settings
 
 OPEN_STATUSES = ("open", "partly_paid")
+SYNC_OVERLAP = timedelta(seconds=30)
+
+log = logging.getLogger("cashmatch.service")
 
 
 def match_settings(settings: Settings) -> MatchSettings:
@@ -40,6 +55,8 @@ def load_index(session: Session, settings: Settings) -> MatchIndex:
         settings=match_settings(settings),
     )
     _learn_confirmed_payers(session, index)
+    _learn_dismissed_memos(session, index)
+    _sync_balances(session, index)
     return index
 
 
@@ -95,27 +112,263 @@ def invoice_records(session: Session) -> list[InvoiceRecord]:
     ]
 
 
-def _learn_confirmed_payers(session: Session, index: MatchIndex) -> None:
-    """Teach the index every payer of a line with a confirmed allocation."""
+@dataclass
+class _ConfirmedLine:
+    """What a line's confirmed allocations teach the index."""
+
+    name: str
+    account: str
+    amount: Decimal
+    memo: str
+    customer_id: str
+    targets: set[str] = field(default_factory=set)
+    order_ids: set[str] = field(default_factory=set)
+
+
+def _learn_confirmed_payers(
+    session: Session, index: MatchIndex, *, after_id: int = 0
+) -> int:
+    """Teach the index the payers and memo habits of confirmed lines.
+
+    Only allocations with an id above `after_id` count; returns the highest
+    id seen, so a later call can teach just what was confirmed since.
+    """
     query = (
         select(
+            Allocation.id,
             StatementLine.id,
             StatementLine.counterparty_name,
             StatementLine.counterparty_account,
+            StatementLine.amount,
+            StatementLine.memo,
             Allocation.customer_id,
             Allocation.target,
+            Allocation.order_id,
         )
         .join(Allocation, Allocation.line_id == StatementLine.id)
-        .where(Allocation.status == "confirmed", Allocation.customer_id.is_not(None))
+        .where(
+            Allocation.status == "confirmed",
+            Allocation.customer_id.is_not(None),
+            Allocation.id > after_id,
+        )
     )
-    lines: dict[int, tuple[str, str, str, set[str]]] = {}
-    for line_id, name, account, customer_id, target in session.exec(query).all():
-        known = lines.setdefault(line_id, (name, account, customer_id, set()))
-        known[3].add(target)
-    for name, account, customer_id, targets in lines.values():
-        index.learn_payer(customer_id=customer_id, name=name, account=account)
-        if targets == {"balance"}:
-            index.advances[customer_id] += 1
+    lines: dict[int, _ConfirmedLine] = {}
+    last_id = after_id
+    for row in session.exec(query).all():
+        (
+            allocation_id,
+            line_id,
+            name,
+            account,
+            amount,
+            memo,
+            customer_id,
+            target,
+            order_id,
+        ) = row
+        last_id = max(last_id, allocation_id)
+        known = lines.setdefault(
+            line_id, _ConfirmedLine(name, account, amount, memo or "", customer_id)
+        )
+        known.targets.add(target)
+        if order_id:
+            known.order_ids.add(order_id)
+
+    still_open = _still_open(
+        session, {o for line in lines.values() for o in line.order_ids}
+    )
+    for line in lines.values():
+        index.learn_payer(
+            customer_id=line.customer_id,
+            name=line.name,
+            account=line.account,
+            amount=line.amount,
+        )
+        if line.targets == {"balance"}:
+            index.advances[line.customer_id] += 1
+        if line.amount > 0:
+            index.learn_memo(line.memo, _confirmed_shape(line, still_open))
+    return last_id
+
+
+def _confirmed_shape(line: _ConfirmedLine, still_open: set[str]) -> str:
+    """Return the allocation shape of a confirmed line, as the memo statistics count it.
+
+    Whether an order was paid in part is judged by what is open on it now,
+    which a later payment may have closed; the shape is a habit statistic,
+    so this approximation is enough.
+    """
+    if not line.order_ids:
+        return "balance"
+    if "balance" in line.targets:
+        return "overpay"
+    if line.order_ids & still_open:
+        return "part"
+    return "order"
+
+
+def _still_open(session: Session, order_ids: set[str]) -> set[str]:
+    found: set[str] = set()
+    ordered = sorted(order_ids)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        query = select(SalesOrder.order_id).where(
+            SalesOrder.order_id.in_(chunk),
+            SalesOrder.status.in_(OPEN_STATUSES),
+            SalesOrder.open_amount > 0,
+        )
+        found.update(session.exec(query).all())
+    return found
+
+
+def _sync_balances(session: Session, index: MatchIndex, *, after_id: int = 0) -> int:
+    """Set the prepayment balances of customers with ledger entries above `after_id`.
+
+    The balance and the day its oldest unused money arrived come from the
+    ledger, so the matcher's balance features and the unused-balance alert
+    see what the ledger says. Returns the highest entry id seen.
+    """
+    query = select(LedgerEntry.customer_id, LedgerEntry.id).where(
+        LedgerEntry.id > after_id
+    )
+    changed: set[str] = set()
+    last_id = after_id
+    for customer_id, entry_id in session.exec(query).all():
+        changed.add(customer_id)
+        last_id = max(last_id, entry_id)
+    if not changed:
+        return last_id
+    layers = balance_layers(session, None if after_id == 0 else sorted(changed))
+    for customer_id in changed:
+        stack = layers.get(customer_id, [])
+        index.balances[customer_id] = to_cents(
+            sum((layer.amount for layer in stack), ZERO)
+        )
+        index.balance_since.pop(customer_id, None)
+        if stack and stack[0].amount > 0:
+            index.balance_since[customer_id] = stack[0].day
+    return last_id
+
+
+def _learn_dismissed_memos(session: Session, index: MatchIndex) -> None:
+    """Teach the memo statistics the incoming lines a clerk marked as not a customer's."""
+    query = select(StatementLine.memo).where(
+        StatementLine.status == "not_customer", StatementLine.amount > 0
+    )
+    for memo in session.exec(query).all():
+        index.learn_memo(memo or "", "none")
+
+
+@dataclass
+class _CachedIndex:
+    index: MatchIndex
+    settings: MatchSettings
+    synced_at: datetime
+    last_allocation_id: int
+    last_entry_id: int
+    invoice_count: int
+
+
+class IndexCache:
+    """One index per database, kept in step with it instead of rebuilt.
+
+    Building the index reads every customer and open order, which takes
+    seconds at 100,000 orders; a request that matches one line cannot pay
+    that. `use` brings the cached index up to date with what changed since
+    the last request (orders and customers by `updated_at`, allocations by
+    id, invoices by count) and lends it to one caller at a time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, _CachedIndex] = {}
+
+    @contextmanager
+    def use(self, session: Session, settings: Settings) -> Iterator[MatchIndex]:
+        """Yield the up-to-date index; the caller must leave it as it found it."""
+        key = session.get_bind().url.render_as_string(hide_password=False)
+        wanted = match_settings(settings)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.settings != wanted:
+                entry = _build_cached(session, settings)
+                self._entries[key] = entry
+            else:
+                _sync(session, entry)
+            yield entry.index
+
+
+def _build_cached(session: Session, settings: Settings) -> _CachedIndex:
+    started = utcnow()
+    index = MatchIndex.build(
+        customer_records(session),
+        open_order_records(session),
+        invoice_records(session),
+        settings=match_settings(settings),
+    )
+    last_id = _learn_confirmed_payers(session, index)
+    # NOTE: lines dismissed after the build teach the cached index nothing
+    # until the next build; confirmed allocations are synced by id.
+    _learn_dismissed_memos(session, index)
+    last_entry = _sync_balances(session, index)
+    log.info(
+        "index built: %d customers, %d open orders",
+        len(index.customers),
+        len(index.orders),
+    )
+    return _CachedIndex(
+        index=index,
+        settings=index.settings,
+        synced_at=started,
+        last_allocation_id=last_id,
+        last_entry_id=last_entry,
+        invoice_count=_invoice_count(session),
+    )
+
+
+def _sync(session: Session, entry: _CachedIndex) -> None:
+    started = utcnow()
+    # Another process may commit a change stamped a little before our last
+    # sync; reading again from slightly earlier costs nothing, because
+    # every change below is applied as a value, not as a difference.
+    since = entry.synced_at - SYNC_OVERLAP
+    index = entry.index
+    _sync_customers(session, index, since)
+    _sync_orders(session, index, since)
+    count = _invoice_count(session)
+    if count != entry.invoice_count:
+        for invoice in invoice_records(session):
+            index.add_invoice(invoice)
+        entry.invoice_count = count
+    entry.last_allocation_id = _learn_confirmed_payers(
+        session, index, after_id=entry.last_allocation_id
+    )
+    entry.last_entry_id = _sync_balances(session, index, after_id=entry.last_entry_id)
+    entry.synced_at = started
+
+
+def _sync_customers(session: Session, index: MatchIndex, since: datetime) -> None:
+    changed = set(
+        session.exec(select(Customer.customer_id).where(Customer.updated_at >= since))
+    )
+    if not changed:
+        return
+    for record in customer_records(session):
+        if record.customer_id in changed:
+            index.add_customer(record)
+
+
+def _sync_orders(session: Session, index: MatchIndex, since: datetime) -> None:
+    query = select(SalesOrder).where(SalesOrder.updated_at >= since)
+    for order in session.exec(query).all():
+        if order.status in OPEN_STATUSES and order.open_amount > 0:
+            index.add_order(order_record(order))
+        elif order.order_id in index.orders:
+            index.remove_order(order.order_id)
+
+
+def _invoice_count(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(Invoice)).one()
 
 
 def statement_record(line: StatementLine) -> StatementRecord:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,13 +21,16 @@ from models.errors import CashmatchError
 from models.money import ZERO
 from models.tables import (
     Allocation,
+    AuditEvent,
     Customer,
     CustomerAccount,
     CustomerAlias,
     Invoice,
     SalesOrder,
+    StatementLine,
     utcnow,
 )
+from service import ledger
 
 log = logging.getLogger("cashmatch.service")
 
@@ -41,10 +44,15 @@ class UnknownCustomer(CashmatchError):
 
 @dataclass
 class LoadReport:
-    """How many master-data rows were created and updated."""
+    """How many master-data rows were created and updated.
+
+    `released` lists the balance allocations that cancelled orders'
+    payments moved to.
+    """
 
     created: int = 0
     updated: int = 0
+    released: list[Allocation] = field(default_factory=list)
 
     def __str__(self) -> str:
         return f"{self.created} created, {self.updated} updated"
@@ -94,9 +102,11 @@ def _add_master_accounts(session: Session, record: CustomerRecord) -> None:
             continue
         account = known.get(number)
         if account is None:
-            session.add(
-                CustomerAccount(customer_id=record.customer_id, account_number=number)
+            # Two spellings of one account (spaces, dashes) normalise alike.
+            known[number] = CustomerAccount(
+                customer_id=record.customer_id, account_number=number
             )
+            session.add(known[number])
         elif account.source != "master":
             account.source = "master"
             session.add(account)
@@ -107,11 +117,14 @@ def upsert_orders(
     records: Iterable[OrderRecord],
     *,
     as_of: datetime | None = None,
+    actor: str = "erp",
 ) -> LoadReport:
     """Create or update orders; `as_of` is when the ERP took its open amounts.
 
-    Allocations that Cashmatch confirmed after `as_of` are taken off the
-    ERP's open amount, because the ERP could not have known them yet.
+    Allocations that Cashmatch confirmed and balance applications it booked
+    after `as_of` are taken off the ERP's open amount, because the ERP could
+    not have known them yet. A cancelled order releases what was paid to it
+    to the customer's prepayment balance.
     """
     as_of = as_of or utcnow()
     records = list(records)
@@ -143,6 +156,11 @@ def upsert_orders(
         _apply_order_record(order, record, as_of, booked.get(record.order_id, ZERO))
         session.add(order)
     session.flush()
+    for record in records:
+        if record.status.lower() == "cancelled":
+            report.released += release_cancelled_order(
+                session, record.order_id, actor=actor
+            )
     log.info("loaded orders: %s", report)
     return report
 
@@ -188,6 +206,8 @@ def _booked_since(
             .group_by(Allocation.order_id)
         )
         found.update(session.exec(query).all())
+    for order_id, amount in ledger.applied_since(session, order_ids, since).items():
+        found[order_id] = found.get(order_id, ZERO) + amount
     return found
 
 
@@ -229,3 +249,100 @@ def _invoice_customer(session: Session, record: InvoiceRecord) -> str | None:
         if order is not None:
             return order.customer_id
     return None
+
+
+# Cancelled orders -------------------------------------------------------------
+
+
+def release_cancelled_order(
+    session: Session, order_id: str, *, actor: str
+) -> list[Allocation]:
+    """Move what was paid to a cancelled order to the customer's balance.
+
+    Each confirmed order allocation is reversed and replaced by a confirmed
+    balance allocation of the same line and amount, with a ledger receipt,
+    so the line stays fully allocated. Each balance application to the order
+    is reversed in the ledger. Fee allocations stay, because the bank kept
+    that money. Returns the new balance allocations; a second call finds
+    nothing left to release.
+    """
+    order = session.get(SalesOrder, order_id)
+    if order is None or order.status != "cancelled":
+        return []
+    paid = session.exec(
+        select(Allocation).where(
+            Allocation.order_id == order_id,
+            Allocation.status == "confirmed",
+            Allocation.target == "order",
+        )
+    ).all()
+    released = [_release(session, allocation, actor) for allocation in paid]
+    applications = ledger.release_applications(session, order_id, actor=actor)
+    total = sum((a.amount for a in released), ZERO)
+    total += sum((entry.amount for entry in applications), ZERO)
+    if total:
+        log.info(
+            "order %s cancelled: %s released to %s's balance",
+            order_id,
+            total,
+            order.customer_id,
+        )
+    return released
+
+
+def _release(session: Session, allocation: Allocation, actor: str) -> Allocation:
+    now = utcnow()
+    allocation.status = "reversed"
+    allocation.reversed_by = actor
+    allocation.reversed_at = now
+    session.add(allocation)
+    moved = Allocation(
+        line_id=allocation.line_id,
+        customer_id=allocation.customer_id,
+        target="balance",
+        amount=allocation.amount,
+        status="confirmed",
+        confidence=allocation.confidence,
+        decision=allocation.decision,
+        model_version=allocation.model_version,
+        confirmed_by=actor,
+        confirmed_at=now,
+    )
+    session.add(moved)
+    session.flush()
+
+    line = session.get(StatementLine, allocation.line_id)
+    ledger.record_receipt(
+        session,
+        moved,
+        line,
+        actor=actor,
+        note=f"released from cancelled order {allocation.order_id}",
+        order_id=allocation.order_id,
+        booked_on=ledger.booking_today(session),
+    )
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="release",
+            entity="statement_line",
+            entity_id=str(allocation.line_id),
+            detail={
+                "line_ref": line.line_ref if line else "",
+                "order_id": allocation.order_id,
+                "reversed": [_allocation_view(allocation)],
+                "allocations": [_allocation_view(moved)],
+            },
+        )
+    )
+    return moved
+
+
+def _allocation_view(allocation: Allocation) -> dict:
+    return {
+        "id": allocation.id,
+        "target": allocation.target,
+        "customer_id": allocation.customer_id,
+        "order_id": allocation.order_id,
+        "amount": str(allocation.amount),
+    }

@@ -14,15 +14,18 @@ from decimal import Decimal
 
 from sqlmodel import Session, select
 
+from ingest.records import StatementRecord
 from matcher.candidates import Candidate
+from matcher.index import DUPLICATE_WINDOW, MatchIndex, RecentCredits
 from matcher.pipeline import AUTO, REVIEW, UNMATCHED, LineResult, Matcher, MatchModel
 from models.errors import AllocationConflict
 from models.money import from_cents
 from models.tables import ReviewTask, StatementLine
 from service import booking
+from service.auditing import sample_for_audit
 from service.booking import Part
 from service.imports import FOREIGN_CURRENCY
-from service.index import load_index, statement_record
+from service.index import IndexCache, load_index, statement_record
 from service.settings import Settings
 
 log = logging.getLogger("cashmatch.service")
@@ -77,11 +80,22 @@ def match_lines(
     *,
     dry_run: bool = False,
     actor: str = "matcher",
+    index_cache: IndexCache | None = None,
 ) -> list[LineOutcome]:
-    """Match stored lines and, unless `dry_run`, book the results."""
-    index = load_index(session, settings)
-    matcher = Matcher(index, model)
-    results = matcher.match_batch([statement_record(line) for line in lines])
+    """Match stored lines and, unless `dry_run`, book the results.
+
+    With `index_cache` the lines are matched on the cached index of the
+    database, which a long-running service keeps; without it the index is
+    read in full, which suits one batch.
+    """
+    records = [statement_record(line) for line in lines]
+    if index_cache is None:
+        index = load_index(session, settings)
+        _seed_recent_credits(session, index, lines)
+        results = Matcher(index, model).match_batch(records)
+    else:
+        with index_cache.use(session, settings) as index:
+            results = _match_on_shared_index(session, index, model, lines, records)
 
     outcomes = []
     for line, result in zip(lines, results, strict=True):
@@ -91,6 +105,7 @@ def match_lines(
         outcomes.append(_store(session, line, result, actor))
     session.flush()
     if not dry_run:
+        sample_for_audit(session, outcomes, settings.audit_share)
         log.info(
             "booked %d lines: %d auto, %d review, %d unmatched",
             len(outcomes),
@@ -99,6 +114,68 @@ def match_lines(
             sum(o.decision == UNMATCHED for o in outcomes),
         )
     return outcomes
+
+
+def _match_on_shared_index(
+    session: Session,
+    index: MatchIndex,
+    model: MatchModel,
+    lines: Sequence[StatementLine],
+    records: list[StatementRecord],
+) -> list[LineResult]:
+    """Match lines on a shared index and leave it as it was.
+
+    Within the batch each line's suggestion takes its orders' open amounts
+    off, so two lines of one batch never both settle the same money; the
+    amounts are put back afterwards, because only the database's committed
+    bookings may change the shared index.
+    """
+    matcher = Matcher(index, model)
+    shared_recent = index.recent
+    taken: list[tuple[str, int]] = []
+    results: list[LineResult | None] = [None] * len(records)
+    try:
+        _seed_recent_credits(session, index, lines)
+        order = sorted(range(len(records)), key=lambda i: (records[i].booking_date, i))
+        for i in order:
+            result = matcher.match(records[i], book=False, score_anomaly=False)
+            for order_id, cents in result.chosen.orders + result.chosen.fees:
+                if order_id in index.orders:
+                    taken.append((order_id, index.orders[order_id].open))
+                    index.reduce_open(order_id, cents)
+            index.recent.add(records[i])
+            results[i] = result
+        matcher.score_anomalies(results)
+    finally:
+        for order_id, cents in reversed(taken):
+            index.set_open(order_id, cents)
+        index.recent = shared_recent
+    return results  # type: ignore[return-value]
+
+
+def _seed_recent_credits(
+    session: Session, index: MatchIndex, lines: Sequence[StatementLine]
+) -> None:
+    """Give the index the stored credits a repeated payment would repeat.
+
+    The lines being matched are left out, so a line is never its own
+    duplicate; voided lines are left out, because their money never came.
+    """
+    index.recent = RecentCredits()
+    credits = [line for line in lines if line.amount > 0]
+    if not credits:
+        return
+    first = min(line.booking_date for line in credits) - DUPLICATE_WINDOW
+    last = max(line.booking_date for line in credits)
+    query = select(StatementLine).where(
+        StatementLine.amount.in_({line.amount for line in credits}),
+        StatementLine.booking_date >= first,
+        StatementLine.booking_date <= last,
+        StatementLine.status.not_in(("new", "voided")),
+        StatementLine.id.not_in([line.id for line in lines if line.id is not None]),
+    )
+    for earlier in session.exec(query).all():
+        index.recent.add(statement_record(earlier))
 
 
 def _store(

@@ -30,7 +30,6 @@ from models.tables import (
     AuditEvent,
     Customer,
     Label,
-    LedgerEntry,
     ReviewTask,
     SalesOrder,
     StatementLine,
@@ -107,6 +106,40 @@ class DecisionOutcome:
     allocations: list[Allocation]
     label: Label | None
     task: ReviewTask | None
+
+
+def _is_audit(task: ReviewTask) -> bool:
+    from service.auditing import is_audit_task
+
+    return is_audit_task(task)
+
+
+def _decide_audit(
+    session: Session,
+    task: ReviewTask,
+    decision: ReviewDecision,
+    *,
+    actor: str,
+    now: datetime,
+) -> DecisionOutcome:
+    """Record a decision on an audit task as its verdict.
+
+    The line of an audit task is booked already, so accepting the suggestion
+    says the automatic decision was right; any other choice says it was
+    wrong and rebooks the line as chosen, or reverses it.
+    """
+    from service.auditing import record_verdict
+
+    line = get_line(session, task.line_id)
+    right = decision.action == "accept"
+    parts = None
+    if decision.action in CONFIRMING_ACTIONS and not right:
+        parts = decision_parts(line, decision, _shown_candidates(line))
+    outcome = record_verdict(
+        session, task.id, actor=actor, right=right, note=decision.note or "", parts=parts
+    )
+    session.refresh(line)
+    return DecisionOutcome(line=line, allocations=[], label=outcome.label, task=task)
 
 
 def get_line(session: Session, line_id: int) -> StatementLine:
@@ -383,6 +416,9 @@ def decide(
             f"action {decision.action!r} is not one of {', '.join(ACTIONS)}"
         )
     now = now or utcnow()
+    audited = session.get(ReviewTask, task_id)
+    if audited is not None and _is_audit(audited):
+        return _decide_audit(session, audited, decision, actor=actor, now=now)
     task = _close_task(session, task_id, actor=actor, now=now)
     line = get_line(session, task.line_id)
     shown = _shown_candidates(line)
@@ -790,97 +826,6 @@ def _audit(
             entity=entity,
             entity_id=str(entity_id),
             detail=detail,
-        )
-    )
-
-
-# Cancelled orders -------------------------------------------------------------
-
-
-def release_cancelled_order(
-    session: Session, order_id: str, *, actor: str
-) -> list[Allocation]:
-    """Move what lines paid to a cancelled order to the customer's balance.
-
-    Each confirmed order allocation is reversed and replaced by a confirmed
-    balance allocation of the same line and amount, with a ledger receipt,
-    so the line stays fully allocated. Fee allocations stay, because the
-    bank kept that money. Returns the new balance allocations.
-    """
-    order = session.get(SalesOrder, order_id)
-    if order is None or order.status != "cancelled":
-        return []
-    paid = session.exec(
-        select(Allocation).where(
-            Allocation.order_id == order_id,
-            Allocation.status == "confirmed",
-            Allocation.target == "order",
-        )
-    ).all()
-    released = [_release(session, allocation, actor) for allocation in paid]
-    if released:
-        total = sum((a.amount for a in released), ZERO)
-        log.info(
-            "order %s cancelled: %s released to %s's balance",
-            order_id,
-            total,
-            order.customer_id,
-        )
-    return released
-
-
-def _release(session: Session, allocation: Allocation, actor: str) -> Allocation:
-    now = utcnow()
-    allocation.status = "reversed"
-    allocation.reversed_by = actor
-    allocation.reversed_at = now
-    session.add(allocation)
-    moved = Allocation(
-        line_id=allocation.line_id,
-        customer_id=allocation.customer_id,
-        target="balance",
-        amount=allocation.amount,
-        status="confirmed",
-        confidence=allocation.confidence,
-        decision=allocation.decision,
-        model_version=allocation.model_version,
-        confirmed_by=actor,
-        confirmed_at=now,
-    )
-    session.add(moved)
-    session.flush()
-
-    _release_receipt(session, allocation, moved, actor)
-    line = session.get(StatementLine, allocation.line_id)
-    _audit(
-        session,
-        actor,
-        "release",
-        "statement_line",
-        allocation.line_id,
-        {
-            "line_ref": line.line_ref if line else "",
-            "order_id": allocation.order_id,
-            "reversed": [_allocation_view(allocation)],
-            "allocations": [_allocation_view(moved)],
-        },
-    )
-    return moved
-
-
-def _release_receipt(
-    session: Session, released: Allocation, moved: Allocation, actor: str
-) -> None:
-    session.add(
-        LedgerEntry(
-            customer_id=released.customer_id,
-            kind="receipt",
-            amount=released.amount,
-            line_id=released.line_id,
-            allocation_id=moved.id,
-            order_id=released.order_id,
-            actor=actor,
-            note=f"released from cancelled order {released.order_id}",
         )
     )
 

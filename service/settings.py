@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,21 @@ class Settings(BaseSettings):
     fee_rate: Decimal = Decimal("0.01")
     audit_share: float = Field(default=0.0, ge=0.0, le=1.0)
     min_labels: int = Field(default=30, ge=1)
+
+    approval_limit: Decimal = Field(
+        default=Decimal("1000.00"),
+        ge=0,
+        description="Refunds and write-offs above this amount need a second user",
+    )
+    unused_balance_days: int = Field(
+        default=60,
+        ge=1,
+        description="A prepayment balance unused this many days is flagged",
+    )
+    invoice_policy: Literal["flag", "reject"] = Field(
+        default="flag",
+        description="What happens to an invoice beyond what its customer paid",
+    )
 
     claim_minutes: int = Field(default=15, ge=1)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)

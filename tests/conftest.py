@@ -36,6 +36,14 @@ def shared_cold_start(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory) -> str:
+    """One MLflow store for the whole test run; creating one takes seconds."""
+    folder = tmp_path_factory.getbasetemp() / "mlflow-store"
+    folder.mkdir(exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("template") / "cashmatch.db"
     engine = make_engine(f"sqlite:///{path}")

@@ -19,7 +19,7 @@ from ingest.records import (
 )
 from matcher.index import MatchIndex, MatchSettings
 from matcher.pipeline import LineResult, Matcher, MatchModel
-from training.dataset import orders_before, replay
+from training.dataset import Replay, orders_before, replay
 from training.train import TrainSettings, train_model
 
 log = logging.getLogger("cashmatch.training")
@@ -62,24 +62,30 @@ def history_index(
 
 
 def replay_history(
-    data: CaseData, *, settings: MatchSettings | None = None, label: bool = True
-):
+    data: CaseData,
+    *,
+    settings: MatchSettings | None = None,
+    label: bool = True,
+    blocks: int = 0,
+) -> tuple[MatchIndex, Replay]:
     """Replay the history into a fresh index.
 
-    Returns the index with the export's open amounts, the training examples
-    (none unless `label`) and the replay report.
+    Returns the index with the export's open amounts and what the replay
+    produced: training examples (none unless `label`), the report and, with
+    `blocks`, the history cut into runs for held-out matching.
     """
     index = history_index(data, settings=settings)
     restored = orders_before(data.orders, data.history_allocations)
-    examples, report = replay(
+    result = replay(
         index,
         data.history_lines,
         data.history_allocations,
         orders=restored,
         label=label,
+        blocks=blocks,
     )
     index.reset_open(data.orders)
-    return index, examples, report
+    return index, result
 
 
 def train_from_history(
@@ -93,10 +99,13 @@ def train_from_history(
     The index carries the open amounts of the export and the payer accounts
     and names that the history taught.
     """
-    index, examples, report = replay_history(data, settings=settings)
-    model = train_model(examples, train_settings)
-    model.metrics["history_lines"] = report.lines
-    model.metrics["history_lines_without_right_candidate"] = report.missed
+    train_settings = train_settings or TrainSettings()
+    index, result = replay_history(
+        data, settings=settings, blocks=train_settings.folds
+    )
+    model = train_model(result.examples, train_settings, blocks=result.blocks)
+    model.metrics["history_lines"] = result.report.lines
+    model.metrics["history_lines_without_right_candidate"] = result.report.missed
     return model, index
 
 
@@ -106,7 +115,7 @@ def match_index(data: CaseData, *, settings: MatchSettings | None = None) -> Mat
         return MatchIndex.build(
             data.customers, data.orders, data.invoices, settings=settings
         )
-    index, _, _ = replay_history(data, settings=settings, label=False)
+    index, _ = replay_history(data, settings=settings, label=False)
     return index
 
 

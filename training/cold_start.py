@@ -3,17 +3,20 @@
 A company without labelled history still needs a ranker. This one is
 trained at first use on a synthetic case with a fixed seed and pickled, so
 later runs load it. Nothing is downloaded. The cache file name carries a
-fingerprint of the feature list and the generator settings, so a changed
-feature set trains a new model instead of loading a stale one.
+fingerprint of the feature list, the generator settings and the code that
+shapes the model, so a change trains a new model instead of loading a
+stale one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
 import pickle
 import tempfile
+import time
 from pathlib import Path
 
 from features.pairs import FEATURE_NAMES
@@ -27,17 +30,22 @@ COLD_START_CASE = {
     "customers": 150,
     "open_orders": 2250,
     "lines": 0,
-    "history_lines": 2000,
+    "history_lines": 4000,
 }
-_FORMAT = 1
+_FORMAT = 2
 _loaded: dict[Path, MatchModel] = {}
 
 
 def default_cache_dir() -> Path:
-    """Return the cache folder: $CASHMATCH_CACHE_DIR, else the user cache."""
-    configured = os.environ.get("CASHMATCH_CACHE_DIR")
-    if configured:
-        return Path(configured)
+    """Return the cache folder of the cold-start model.
+
+    $CASHMATCH_COLD_START_DIR wins, then $CASHMATCH_CACHE_DIR, then the
+    user cache ($XDG_CACHE_HOME or ~/.cache, under cashmatch).
+    """
+    for variable in ("CASHMATCH_COLD_START_DIR", "CASHMATCH_CACHE_DIR"):
+        configured = os.environ.get(variable)
+        if configured:
+            return Path(configured)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "cashmatch"
 
@@ -56,11 +64,29 @@ def cold_start_model(cache_dir: Path | None = None) -> MatchModel:
     return model
 
 
+# The code that shapes the cold-start model: a change to any of these
+# modules trains a new one.
+_SHAPING_MODULES = (
+    "features.pairs",
+    "features.references",
+    "features.text",
+    "matcher.candidates",
+    "training.case",
+    "training.dataset",
+    "training.synthetic",
+    "training.synthetic_lines",
+    "training.synthetic_memos",
+    "training.vocabulary",
+)
+
+
 def _fingerprint() -> str:
     digest = hashlib.sha256()
     digest.update(
         repr((_FORMAT, FEATURE_NAMES, sorted(COLD_START_CASE.items()))).encode()
     )
+    for name in _SHAPING_MODULES:
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -92,9 +118,15 @@ def _train() -> MatchModel:
     from training.synthetic import generate_case
 
     log.info("training the cold-start model on a generated case %s", COLD_START_CASE)
+    started = time.perf_counter()
     case = generate_case(**COLD_START_CASE)
     model, _ = train_from_history(case.data)
     model.version = "cold-start-" + model.version
+    log.info(
+        "trained the cold-start model %s in %.1f s",
+        model.version,
+        time.perf_counter() - started,
+    )
     return model
 
 

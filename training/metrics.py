@@ -9,7 +9,10 @@ The definitions are those of the benchmarks and the dashboard:
 - precision of automatic decisions: the share of `auto` lines whose
   allocation is right, with its Wilson 95 % score interval;
 - duplicate recall: the share of true duplicate payments that are flagged;
-- false alarms: the share of lines without a true anomaly that are flagged.
+- false alarms: the share of lines without a true anomaly that are flagged;
+- per alert (duplicate, reference_conflict, over_advance, unusual_amount):
+  the share of lines with that true anomaly that are flagged, and the share
+  of normal lines that carry it.
 
 A line is flagged when one of its anomaly reasons is an alert or its anomaly
 score is at least 0.5.
@@ -18,7 +21,7 @@ score is at least 0.5.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -73,6 +76,22 @@ class KindMetrics:
 
 
 @dataclass
+class AnomalyMetrics:
+    """Per alert, how often true anomalies were caught and normal lines flagged.
+
+    `recall[kind]` counts the lines whose truth has that alert and which are
+    flagged, by any alert or the score. `named[kind]` counts those whose
+    reasons name that very alert. `false_alarms[reason]` counts the lines without a
+    true alert that carry the reason; the reason "score" stands for a
+    learned score of at least 0.5 without any alert.
+    """
+
+    recall: dict[str, Rate] = field(default_factory=dict)
+    named: dict[str, Rate] = field(default_factory=dict)
+    false_alarms: dict[str, Rate] = field(default_factory=dict)
+
+
+@dataclass
 class Metrics:
     """Match quality of predicted allocation rows against the truth."""
 
@@ -81,6 +100,7 @@ class Metrics:
     false_alarms: Rate
     by_kind: dict[str, KindMetrics] = field(default_factory=dict)
     wrong: list[str] = field(default_factory=list)
+    anomalies: AnomalyMetrics = field(default_factory=AnomalyMetrics)
 
     @property
     def lines(self) -> int:
@@ -139,17 +159,25 @@ def as_row(row) -> dict:
     }
 
 
-def is_flagged(rows: list[dict]) -> bool:
-    """Tell whether a line's predicted rows carry an alert or a high score."""
+def row_alerts(rows: list[dict]) -> set[str]:
+    """Return the alerts among the anomaly reasons of a line's rows."""
+    found: set[str] = set()
     for row in rows:
         reasons = row.get("anomaly_reasons") or ""
         if isinstance(reasons, str):
             reasons = [r for r in reasons.split("|") if r]
-        if any(reason in ALERTS for reason in reasons):
-            return True
-        if float(row.get("anomaly_score") or 0.0) >= FLAG_SCORE:
-            return True
-    return False
+        found.update(reason for reason in reasons if reason in ALERTS)
+    return found
+
+
+def high_score(rows: list[dict]) -> bool:
+    """Tell whether a line's learned anomaly score is at least 0.5."""
+    return any(float(row.get("anomaly_score") or 0.0) >= FLAG_SCORE for row in rows)
+
+
+def is_flagged(rows: list[dict]) -> bool:
+    """Tell whether a line's predicted rows carry an alert or a high score."""
+    return bool(row_alerts(rows)) or high_score(rows)
 
 
 def evaluate(
@@ -174,7 +202,7 @@ def evaluate(
     overall = KindMetrics()
     by_kind: dict[str, KindMetrics] = defaultdict(KindMetrics)
     wrong: list[str] = []
-    duplicate_hits = duplicate_total = alarm_hits = alarm_total = 0
+    tally = _AnomalyTally()
     for line_ref, true_rows in truth.items():
         rows = predicted.get(line_ref, [])
         right = bool(rows) and truth_key(rows) == truth_key(true_rows)
@@ -183,25 +211,60 @@ def evaluate(
             _count(counter, right=right, auto=auto)
         if not right:
             wrong.append(line_ref)
-
-        flagged = is_flagged(rows)
-        true_reasons = set(anomalies.get(line_ref, ()))
-        if "duplicate" in true_reasons:
-            duplicate_total += 1
-            duplicate_hits += flagged
-        if not true_reasons & set(ALERTS):
-            alarm_total += 1
-            alarm_hits += flagged
+        tally.add(rows, set(anomalies.get(line_ref, ())))
 
     if not kinds:
         by_kind = {}
     return Metrics(
         overall=overall,
-        duplicates=Rate(duplicate_hits, duplicate_total),
-        false_alarms=Rate(alarm_hits, alarm_total),
+        duplicates=tally.rate(tally.recall, "duplicate"),
+        false_alarms=Rate(tally.flagged_normal, tally.normal),
         by_kind=dict(sorted(by_kind.items())),
         wrong=wrong,
+        anomalies=tally.metrics(),
     )
+
+
+@dataclass
+class _AnomalyTally:
+    """Counts behind the anomaly figures, one line at a time."""
+
+    normal: int = 0
+    flagged_normal: int = 0
+    truths: Counter = field(default_factory=Counter)
+    recall: Counter = field(default_factory=Counter)
+    named: Counter = field(default_factory=Counter)
+    alarms: Counter = field(default_factory=Counter)
+
+    def add(self, rows: list[dict], true_reasons: set[str]) -> None:
+        alerts = row_alerts(rows)
+        flagged = bool(alerts) or high_score(rows)
+        true_alerts = true_reasons & set(ALERTS)
+        for kind in true_alerts:
+            self.truths[kind] += 1
+            self.recall[kind] += flagged
+            self.named[kind] += kind in alerts
+        if true_alerts:
+            return
+        self.normal += 1
+        self.flagged_normal += flagged
+        for reason in alerts:
+            self.alarms[reason] += 1
+        if not alerts and high_score(rows):
+            self.alarms["score"] += 1
+
+    def rate(self, counts: Counter, kind: str) -> Rate:
+        return Rate(counts[kind], self.truths[kind])
+
+    def metrics(self) -> AnomalyMetrics:
+        return AnomalyMetrics(
+            recall={kind: self.rate(self.recall, kind) for kind in ALERTS},
+            named={kind: self.rate(self.named, kind) for kind in ALERTS},
+            false_alarms={
+                reason: Rate(self.alarms[reason], self.normal)
+                for reason in (*ALERTS, "score")
+            },
+        )
 
 
 def _count(counter: KindMetrics, *, right: bool, auto: bool) -> None:

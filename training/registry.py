@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +80,18 @@ def serving_row(session: Session) -> ModelVersion | None:
 
 
 def promote(session: Session, version: str, *, actor: str) -> ModelVersion:
-    """Make `version` the serving model; the previous one is retired."""
+    """Make `version` the serving model; the previous one is retired.
+
+    Raises ModelNotReady when the version is unknown or its file no longer
+    loads, because the API would then fail on every request.
+    """
     row = session.get(ModelVersion, version)
     if row is None:
         raise ModelNotReady(
             f"model version {version!r} is unknown; `cashmatch model list` "
             "shows the versions"
         )
+    load_model(Path(row.path))
     previous = serving_row(session)
     if previous is not None and previous.version != version:
         previous.status = "retired"
@@ -137,9 +143,10 @@ def list_models(session: Session) -> list[ModelVersion]:
 
 
 @dataclass
-class MlflowRun:
-    """Where a model was logged in MLflow."""
+class RunRecord:
+    """The saved model file, its MLflow run and its registry version."""
 
+    path: str
     run_id: str
     registry_version: str | None
 
@@ -152,8 +159,16 @@ def log_to_mlflow(
     registry_name: str,
     params: dict,
     tags: dict | None = None,
-) -> MlflowRun:
-    """Log a training run with its metrics and model file, and register it."""
+    extra_metrics: dict[str, float] | None = None,
+    artifacts: list[Path] = (),
+) -> RunRecord:
+    """Log a training run with its metrics, artifacts and model, and register it.
+
+    The run records the parameters, the model's metrics, the feature
+    importance, the given artifacts (such as the calibration plot) and the
+    model file. The file is then registered as a new version of
+    `registry_name`.
+    """
     import mlflow
     from mlflow import MlflowClient
 
@@ -162,9 +177,11 @@ def log_to_mlflow(
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.set_tags({"model_version": model.version, **(tags or {})})
         mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
-        mlflow.log_metrics(_numbers(model.metrics))
+        mlflow.log_metrics(_numbers({**model.metrics, **(extra_metrics or {})}))
         mlflow.log_artifact(str(path), artifact_path="model")
         _log_importance(mlflow, model)
+        for artifact in artifacts:
+            mlflow.log_artifact(str(artifact), artifact_path="evaluation")
         source = f"{run.info.artifact_uri}/model"
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -182,15 +199,53 @@ def log_to_mlflow(
         run.info.run_id,
         version.version,
     )
-    return MlflowRun(run.info.run_id, str(version.version))
+    return RunRecord(str(path), run.info.run_id, str(version.version))
 
 
 def set_serving_alias(tracking_uri: str, registry_name: str, registry_version: str):
-    """Point the registry's `serving` alias at a registered version."""
+    """Point the registry's `serving` alias at a registered version.
+
+    The `model_version` table decides what serves; the alias only mirrors
+    it, so a tracking server that cannot be reached is logged, not raised.
+    """
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    client.set_registered_model_alias(registry_name, SERVING, registry_version)
+    try:
+        client.set_registered_model_alias(registry_name, SERVING, registry_version)
+    except (MlflowException, OSError) as exc:
+        log.warning(
+            "MLflow alias %s of %s not moved to version %s: %s",
+            SERVING,
+            registry_name,
+            registry_version,
+            exc,
+        )
+
+
+def sync_serving_alias(
+    session: Session, tracking_uri: str, registry_name: str
+) -> str | None:
+    """Move the MLflow `serving` alias to the serving model's registry version."""
+    row = serving_row(session)
+    if row is None or not row.registry_version:
+        return None
+    set_serving_alias(tracking_uri, registry_name, row.registry_version)
+    return row.registry_version
+
+
+def tag_run(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Add tags to a finished run; a failure is logged, not raised."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+    except (MlflowException, OSError) as exc:
+        log.warning("MLflow run %s not tagged with %s: %s", run_id, sorted(tags), exc)
 
 
 def _experiment(mlflow, tracking_uri: str) -> str:
@@ -214,12 +269,20 @@ def _log_importance(mlflow, model: MatchModel) -> None:
 
 
 def _numbers(metrics: dict) -> dict[str, float]:
+    # MLflow rejects NaN on some stores; a figure without lines is left out.
     return {
         key: float(value)
         for key, value in metrics.items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
     }
 
 
 def _plain(metrics: dict) -> dict:
-    return json.loads(json.dumps(metrics, default=str))
+    # JSON has no NaN; a figure without lines is stored as null.
+    cleaned = {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in metrics.items()
+    }
+    return json.loads(json.dumps(cleaned, default=str))

@@ -45,6 +45,8 @@ DEFAULT_MIX: dict[str, float] = {
     "advance": 0.02,
     "same_amount": 0.04,
     "duplicate": 0.02,
+    "wrong_reference": 0.01,
+    "unusual_amount": 0.005,
     "other_income": 0.03,
     "money_out": 0.03,
 }

@@ -52,6 +52,8 @@ KINDS = (
     "advance",
     "same_amount",
     "duplicate",
+    "wrong_reference",
+    "unusual_amount",
     "other_income",
     "money_out",
 )
@@ -59,6 +61,8 @@ KINDS = (
 # the customer's prepayment balance.
 REPEATABLE = ("reference", "no_reference", "invoice", "final_payment", "fee")
 FEE_STEPS = (1000, 1500, 2000, 2500, 3000, 5000)
+# A remainder above the largest bank fee is money beyond the order total.
+OVER_ADVANCE_MIN = 50_00
 
 
 @dataclass
@@ -202,13 +206,16 @@ class LineSimulator:
             self.company.new_invoice([order], self.rng)
         return order
 
-    def _oldest_equal(self, customer: Customer, order: Order, cents: int) -> Order:
+    def _oldest_equal(
+        self, customer: Customer, order: Order, cents: int, taken=()
+    ) -> Order:
         """Return the oldest open order of the customer open for `cents`.
 
-        Without a reference, equal open amounts settle oldest first.
+        Without a reference, equal open amounts settle oldest first. Orders
+        in `taken` are already part of the same payment.
         """
         for other in self.company.open_orders(customer):
-            if other.open == cents:
+            if other.open == cents and other not in taken:
                 return other
         return order
 
@@ -417,7 +424,10 @@ class LineSimulator:
         cents = max(100_00, int(order.open * share) // 100_00 * 100_00)
         draft = Draft(customer, cents)
         word = self.rng.choice(self.words.instalment_words)
-        draft.memo = self._with_word(order, word, self.rng.random() < 0.95)
+        with_reference = self.rng.random() < 0.95
+        if not with_reference:
+            order = self._oldest_equal(customer, order, order.open)
+        draft.memo = self._with_word(order, word, with_reference)
         self._settle(draft, order, cents)
         return self._usual_payer(draft)
 
@@ -439,9 +449,12 @@ class LineSimulator:
             if customer is None:
                 return None
             orders = self.rng.sample(pool, size)
+        with_reference = self.rng.random() < 0.5
+        if not with_reference:
+            orders = self._oldest_twins(customer, orders)
         orders.sort(key=lambda o: (o.order_date, o.order_id))
         draft = Draft(customer, sum(o.open for o in orders))
-        if self.rng.random() < 0.5:
+        if with_reference:
             spelled = [spell_reference(self.rng, o.order_id) for o in orders]
             separator = self.rng.choice((",", " ", "、", "/", "，"))
             draft.memo = separator.join(spelled) + self.rng.choice(("", " 货款", "款"))
@@ -451,18 +464,26 @@ class LineSimulator:
             self._settle(draft, order, order.open)
         return self._usual_payer(draft)
 
+    def _oldest_twins(self, customer: Customer, orders: list[Order]) -> list[Order]:
+        """Swap each order for the oldest unchosen one of the same open amount."""
+        chosen: list[Order] = []
+        for order in sorted(orders, key=lambda o: (o.order_date, o.order_id)):
+            chosen.append(self._oldest_equal(customer, order, order.open, chosen))
+        return chosen
+
     def _fee(self, day: date) -> Draft | None:
         customer, order = self._one_order(day, at_least=1000_00)
         if customer is None:
             return None
+        style = "reference" if self.rng.random() < 0.5 else "none"
+        if style == "none":
+            order = self._oldest_equal(customer, order, order.open)
         limit = min(5000, order.open // 100)
         steps = [fee for fee in FEE_STEPS if fee <= limit]
         fee = self.rng.choice(steps)
         cents = order.open - fee
         draft = Draft(customer, cents)
-        draft.memo = self._memo_for(
-            "reference" if self.rng.random() < 0.5 else "none", order
-        )
+        draft.memo = self._memo_for(style, order)
         draft.fees.append((order.order_id, fee))
         self._settle(draft, order, cents)
         order.open -= fee
@@ -475,10 +496,14 @@ class LineSimulator:
         extra = self.rng.choice((100_00, 500_00, 1000_00, 2000_00, 5000_00))
         if self.rng.random() < 0.3:
             extra = self.rng.randint(1_00, 3000_00)
+        style = "reference" if self.rng.random() < 0.6 else "none"
+        if style == "none":
+            order = self._oldest_equal(customer, order, order.open)
         draft = Draft(customer, order.open + extra, balance=extra)
-        draft.memo = self._memo_for(
-            "reference" if self.rng.random() < 0.6 else "none", order
-        )
+        draft.memo = self._memo_for(style, order)
+        if extra > OVER_ADVANCE_MIN:
+            # Money beyond the order's total is an over_advance by definition.
+            draft.anomalies.append("over_advance")
         self._settle(draft, order, order.open)
         return self._usual_payer(draft)
 
@@ -549,6 +574,46 @@ class LineSimulator:
         draft.account = record.counterparty_account
         draft.memo = record.memo
         return draft
+
+    def _wrong_reference(self, day: date) -> Draft | None:
+        """Pay one order exactly while the memo names another of the customer."""
+        if self.history:
+            customer = self.company.pick_customer(self.rng)
+            paid = self._placed(customer, day, invoice=False)
+            named = self._placed(customer, day, invoice=False)
+        else:
+            customer, orders = self._customer_with(
+                lambda c: (
+                    self.company.open_orders(c)
+                    if len(self.company.open_orders(c)) >= 2
+                    else []
+                )
+            )
+            if customer is None:
+                return None
+            paid, named = self.rng.sample(orders, 2)
+        if paid.open == named.open or _one_edit_apart(paid.order_id, named.order_id):
+            return None
+        draft = Draft(customer, paid.open, anomalies=["reference_conflict"])
+        draft.memo = self._memo_for("reference", named)
+        self._settle(draft, paid, paid.open)
+        return self._usual_payer(draft)
+
+    def _unusual_amount(self, day: date) -> Draft | None:
+        """Pay many times the customer's usual amount, matching no order."""
+        customer = self.company.pick_customer(self.rng)
+        amounts = sorted(
+            self.company.orders[oid].amount
+            for oid in customer.order_ids
+            if oid in self.company.orders
+        )
+        if not amounts:
+            return None
+        usual = amounts[len(amounts) // 2]
+        cents = int(usual * self.rng.uniform(25, 60)) // 100_00 * 100_00
+        draft = Draft(customer, cents, balance=cents, anomalies=["unusual_amount"])
+        draft.memo = self.rng.choice(self.words.goods_words)
+        return self._usual_payer(draft)
 
     def _other_income(self, day: date) -> Draft | None:
         rng, words = self.rng, self.words
@@ -626,6 +691,24 @@ def _truth_rows(line_ref: str, draft: Draft) -> list[AllocationRecord]:
         for order_id, cents in draft.fees
     ]
     return rows
+
+
+def _one_edit_apart(first: str, second: str) -> bool:
+    """Tell whether two numbers' digits differ by at most one edit or swap."""
+    a = "".join(ch for ch in first if ch.isdigit())
+    b = "".join(ch for ch in second if ch.isdigit())
+    if a == b:
+        return True
+    if len(a) == len(b):
+        diffs = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diffs) == 1:
+            return True
+        i, j = (diffs + [0, 0])[:2]
+        return len(diffs) == 2 and j == i + 1 and a[i] == b[j] and a[j] == b[i]
+    if abs(len(a) - len(b)) != 1:
+        return False
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
 def _new_account(rng: random.Random, *, personal: bool = False) -> str:

@@ -34,7 +34,9 @@ def spell_reference(rng: random.Random, number: str) -> str:
         return number.lower()
     if style == "separator":
         joint = rng.choice(("", " ", "_", "/", "-"))
-        return prefix + rng.choice(("", " ", "-")) + joint.join(groups)
+        # A number without prefix gets no separator before its digits.
+        after_prefix = rng.choice(("", " ", "-")) if prefix else ""
+        return prefix + after_prefix + joint.join(groups)
     if style == "spaces":
         head = f"{prefix} " if prefix else ""
         digits = "".join(groups)

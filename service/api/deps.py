@@ -18,6 +18,7 @@ from models.errors import AllocationConflict
 from service import idempotency
 from service.api.errors import ApiError, Replayed
 from service.auth import key_owner
+from service.index import IndexCache
 from service.review import ReviewConflict, record_rejection
 from service.settings import Settings
 
@@ -29,6 +30,11 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 def get_settings(request: Request) -> Settings:
     """Return the settings the app was created with."""
     return request.app.state.settings
+
+
+def get_index_cache(request: Request) -> IndexCache:
+    """Return the app's cached matcher index."""
+    return request.app.state.index_cache
 
 
 def get_engine(request: Request) -> Engine:
@@ -43,6 +49,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+IndexCacheDep = Annotated[IndexCache, Depends(get_index_cache)]
 # Record ids are 32-bit integer columns; a larger id cannot exist.
 RecordId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 # scope="function" commits before the response is sent. A client that reads

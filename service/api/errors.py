@@ -23,13 +23,14 @@ from models.errors import (
     ImportFormatError,
     ModelNotReady,
 )
-from service.voiding import BatchAlreadyVoided, BatchNotFound, InvalidVoid
 from service.auth import AuthError
 from service.booking import InvalidAllocation
 from service.explain import LineNotFound
 from service.idempotency import IdempotencyKeyError
 from service.master import UnknownCustomer
 from service.review import ReviewConflict, TaskNotFound
+from service.voiding import BatchAlreadyVoided, BatchNotFound, InvalidVoid
+from service.webhooks import InvalidWebhook, WebhookNotFound
 
 log = logging.getLogger("cashmatch.service")
 
@@ -64,6 +65,8 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (IdempotencyKeyError, 422, "idempotency_key_reused"),
     (AuthError, 422, "invalid_user"),
     (ModelNotReady, 503, "model_not_ready"),
+    (WebhookNotFound, 404, "webhook_not_found"),
+    (InvalidWebhook, 422, "invalid_webhook"),
     (CashmatchError, 400, "bad_request"),
 ]
 

@@ -12,6 +12,7 @@ from service.api import operations, schemas
 from service.api.deps import (
     Caller,
     Idempotency,
+    IndexCacheDep,
     RecordId,
     SessionDep,
     SettingsDep,
@@ -21,6 +22,7 @@ from service.api.deps import (
 )
 from service.api.errors import ApiError
 from service.explain import explanation, find_line
+from service.masking import mask_record, masked_for, needs_masking
 from service.voiding import void_batch
 
 router = APIRouter(prefix="/v1", tags=["lines"])
@@ -37,10 +39,13 @@ def match(
     body: schemas.MatchRequest,
     session: SessionDep,
     settings: SettingsDep,
+    index_cache: IndexCacheDep,
     write: MatchWrite,
 ) -> schemas.MatchResponse:
     """Store lines (once per account and line_ref), match them, return rows."""
-    result = operations.match_posted_lines(session, body, settings, actor=write.actor)
+    result = operations.match_posted_lines(
+        session, body, settings, actor=write.actor, index_cache=index_cache
+    )
     return write.finish(result)
 
 
@@ -48,6 +53,7 @@ def match(
 async def upload_statement(
     session: SessionDep,
     settings: SettingsDep,
+    index_cache: IndexCacheDep,
     write: MatchWrite,
     file: Annotated[
         UploadFile, File(description="A statement file of any supported format")
@@ -77,6 +83,7 @@ async def upload_statement(
         accept_unbalanced=accept_unbalanced,
         match=match,
         actor=write.actor,
+        index_cache=index_cache,
     )
     return await run_in_threadpool(write.finish, result, 201)
 
@@ -108,7 +115,7 @@ def find_lines(
 ) -> list[schemas.LinePublic]:
     """Return the stored line with this line_ref (and account)."""
     line = find_line(session, line_ref, account=account)
-    return [schemas.LinePublic.model_validate(line)]
+    return [masked_for(caller.role, schemas.LinePublic.model_validate(line))]
 
 
 @router.get("/lines/{line_id}", response_model=schemas.LineResult)
@@ -117,10 +124,11 @@ def get_line(
 ) -> schemas.LineResult:
     """Return a stored line with its allocation rows."""
     line = review.get_line(session, line_id)
-    return schemas.LineResult(
+    result = schemas.LineResult(
         line=schemas.LinePublic.model_validate(line),
         allocations=operations.allocation_rows(session, line),
     )
+    return masked_for(caller.role, result)
 
 
 @router.get("/lines/{line_id}/explain")
@@ -129,7 +137,11 @@ def explain(
 ) -> dict:
     """Return a line's candidates with their scores and reasons."""
     line = review.get_line(session, line_id)
-    return explanation(session, settings, line)
+    found = explanation(session, settings, line)
+    if needs_masking(caller.role):
+        names = [line.counterparty_name]
+        return mask_record(found, names=names)
+    return found
 
 
 @router.post("/lines/{line_id}/confirm", response_model=schemas.LineResult)

@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from service.api import operations, schemas
-from service.api.deps import Caller, Idempotency, SessionDep, idempotent_write, require
+from service.api.deps import (
+    Caller,
+    Idempotency,
+    SessionDep,
+    SettingsDep,
+    idempotent_write,
+    require,
+)
 
 router = APIRouter(prefix="/v1", tags=["master data"])
 
@@ -57,10 +64,16 @@ def get_order(
 
 @router.put("/invoices", response_model=schemas.UpsertReport)
 def upsert_invoices(
-    body: schemas.InvoicesUpsert, session: SessionDep, write: SyncWrite
+    body: schemas.InvoicesUpsert,
+    session: SessionDep,
+    settings: SettingsDep,
+    write: SyncWrite,
 ) -> schemas.UpsertReport:
     """Create or update invoices; each comes back checked against payments."""
-    return write.finish(operations.upsert_invoices(session, body))
+    report = operations.upsert_invoices(
+        session, body, actor=write.actor, policy=settings.invoice_policy
+    )
+    return write.finish(report)
 
 
 @router.get("/invoices/{invoice_id}/check", response_model=schemas.InvoiceCheck)

@@ -13,8 +13,6 @@ import hashlib
 import json
 import logging
 from collections import Counter, defaultdict
-from datetime import timedelta
-from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -26,25 +24,22 @@ from ingest.records import (
     ParsedStatement,
     StatementRecord,
 )
-from models.money import ZERO
 from models.tables import (
     Allocation,
-    AuditEvent,
     BankAccount,
     Customer,
     CustomerAccount,
     CustomerAlias,
-    Invoice,
-    LedgerEntry,
     SalesOrder,
     StatementLine,
-    utcnow,
 )
+from service import ledger as ledger_service
 from service import master, review
 from service.api import schemas
 from service.api.errors import ApiError
 from service.booking import Part, balance_of
 from service.imports import import_bytes, lines_for_keys, store_statements
+from service.index import IndexCache
 from service.matching import LineOutcome, match_lines
 from service.results import line_rows, rows_of_line
 from service.serving import current_model
@@ -52,7 +47,6 @@ from service.settings import Settings
 
 log = logging.getLogger("cashmatch.service")
 
-FEED_ACTIONS = ("confirm", "reverse", "release")
 STORE_ATTEMPTS = 3
 
 
@@ -65,6 +59,7 @@ def match_posted_lines(
     settings: Settings,
     *,
     actor: str,
+    index_cache: IndexCache | None = None,
 ) -> schemas.MatchResponse:
     """Store new lines, match what was never matched and return every line.
 
@@ -75,11 +70,13 @@ def match_posted_lines(
     keyed = _keyed_lines(request.lines, settings)
     model = current_model(session, settings)
     if request.dry_run:
-        return _dry_run(session, keyed, settings, model)
+        return _dry_run(session, keyed, settings, model, index_cache)
 
     stored = _store_posted(session, keyed, settings, actor)
     fresh = [line for line in stored.values() if line.status == "new"]
-    outcomes = match_lines(session, fresh, model, settings, actor=actor)
+    outcomes = match_lines(
+        session, fresh, model, settings, actor=actor, index_cache=index_cache
+    )
     reasons = {outcome.line.id: outcome.reasons for outcome in outcomes}
     fresh_ids = set(reasons)
     matched = [
@@ -267,14 +264,14 @@ def _matched_line(
     )
 
 
-def _dry_run(session, keyed, settings, model) -> schemas.MatchResponse:
+def _dry_run(session, keyed, settings, model, index_cache) -> schemas.MatchResponse:
     stored = _stored_by_ref(session, list(keyed))
     transient = [
         _transient_line(account, line, session, settings)
         for (account, _), line in keyed.items()
     ]
     outcomes: list[LineOutcome] = match_lines(
-        session, transient, model, settings, dry_run=True
+        session, transient, model, settings, dry_run=True, index_cache=index_cache
     )
     lines = [
         schemas.MatchedLine(
@@ -346,6 +343,7 @@ def import_upload(
     accept_unbalanced: bool,
     match: bool,
     actor: str,
+    index_cache: IndexCache | None = None,
 ) -> schemas.ImportPublic:
     """Store an uploaded statement file and, with `match`, match its new lines."""
     report = import_bytes(
@@ -364,7 +362,10 @@ def import_upload(
         lines = lines_for_keys(session, report.line_keys)
         fresh = [line for line in lines if line.status == "new"]
         model = current_model(session, settings)
-        for outcome in match_lines(session, fresh, model, settings, actor=actor):
+        outcomes = match_lines(
+            session, fresh, model, settings, actor=actor, index_cache=index_cache
+        )
+        for outcome in outcomes:
             decisions[outcome.decision] += 1
     return schemas.ImportPublic(
         file_name=file_name,
@@ -417,18 +418,12 @@ def upsert_orders(
         )
         for o in body.orders
     ]
-    report = master.upsert_orders(session, records, as_of=body.as_of)
-    released: list[Allocation] = []
-    for record in records:
-        if record.status == "cancelled":
-            released += review.release_cancelled_order(
-                session, record.order_id, actor=actor
-            )
+    report = master.upsert_orders(session, records, as_of=body.as_of, actor=actor)
     session.flush()
     return schemas.UpsertReport(
         created=report.created,
         updated=report.updated,
-        released=[_released_row(session, allocation) for allocation in released],
+        released=[_released_row(session, a) for a in report.released],
     )
 
 
@@ -438,9 +433,17 @@ def _released_row(session: Session, allocation: Allocation) -> schemas.Allocatio
 
 
 def upsert_invoices(
-    session: Session, body: schemas.InvoicesUpsert
+    session: Session,
+    body: schemas.InvoicesUpsert,
+    *,
+    actor: str,
+    policy: str,
 ) -> schemas.UpsertReport:
-    """Create or update invoices and check each against what was paid."""
+    """Create or update invoices and check each against what was paid.
+
+    An invoice beyond what its customer paid is rejected or flagged, as
+    CASHMATCH_INVOICE_POLICY says.
+    """
     records = [
         InvoiceRecord(
             invoice_id=i.invoice_id,
@@ -451,9 +454,16 @@ def upsert_invoices(
         for i in body.invoices
     ]
     report = master.upsert_invoices(session, records)
-    checks = [invoice_check(session, record.invoice_id) for record in records]
+    checks = ledger_service.check_new_invoices(
+        session,
+        [record.invoice_id for record in records],
+        policy=policy,
+        actor=actor,
+    )
     return schemas.UpsertReport(
-        created=report.created, updated=report.updated, invoice_checks=checks
+        created=report.created,
+        updated=report.updated,
+        invoice_checks=[_invoice_check_public(check) for check in checks],
     )
 
 
@@ -493,102 +503,43 @@ def order_public(session: Session, order_id: str) -> schemas.OrderPublic:
 
 
 def invoice_check(session: Session, invoice_id: str) -> schemas.InvoiceCheck:
-    """Compare an invoice with what its orders were paid plus the balance.
+    """Compare an invoice with what its orders were paid plus the balance."""
+    return _invoice_check_public(ledger_service.check_invoice(session, invoice_id))
 
-    Paid is each billed order's amount less its open amount, so payments
-    the ERP knew of count as well as those Cashmatch booked. Cancelled
-    orders count nothing, because their payments moved to the balance.
-    """
-    invoice = session.get(Invoice, invoice_id)
-    if invoice is None:
-        raise ApiError(
-            404, "invoice_not_found", f"invoice {invoice_id!r} does not exist"
-        )
-    paid = ZERO
-    for order_id in invoice.order_ids or ():
-        order = session.get(SalesOrder, order_id)
-        if order is not None and order.status != "cancelled":
-            paid += order.amount - order.open_amount
-    balance = balance_of(session, invoice.customer_id) if invoice.customer_id else ZERO
-    shortfall = max(invoice.amount - paid - max(balance, ZERO), ZERO)
-    # NOTE: an invoice beyond what was paid is reported, not rejected; two
-    # invoices on one order each count the order's whole payment.
+
+def _invoice_check_public(check: ledger_service.InvoiceCheck) -> schemas.InvoiceCheck:
     return schemas.InvoiceCheck(
-        invoice_id=invoice.invoice_id,
-        customer_id=invoice.customer_id,
-        amount=invoice.amount,
-        paid_to_orders=paid,
-        prepayment_balance=balance,
-        covered=shortfall == 0,
-        shortfall=shortfall,
+        invoice_id=check.invoice_id,
+        customer_id=check.customer_id,
+        amount=check.amount,
+        paid_to_orders=check.paid_to_orders,
+        prepayment_balance=check.prepayment_balance,
+        covered=check.covered,
+        shortfall=check.shortfall,
     )
 
 
 def ledger(session: Session, customer_id: str) -> schemas.BalancePublic:
     """Return a customer's prepayment balance and ledger, oldest entry first."""
-    if session.get(Customer, customer_id) is None:
-        raise ApiError(
-            404, "customer_not_found", f"customer {customer_id!r} does not exist"
-        )
-    entries = session.exec(
-        select(LedgerEntry)
-        .where(LedgerEntry.customer_id == customer_id)
-        .order_by(LedgerEntry.id)
-    ).all()
-    total = sum((entry.amount for entry in entries), ZERO)
+    view = ledger_service.customer_ledger(session, customer_id)
     return schemas.BalancePublic(
-        customer_id=customer_id,
-        balance=total,
-        entries=[schemas.LedgerEntryPublic.model_validate(e) for e in entries],
+        customer_id=view.customer_id,
+        balance=view.balance,
+        entries=[schemas.LedgerEntryPublic.model_validate(e) for e in view.entries],
     )
 
 
 def feed(
     session: Session, *, cursor: int, limit: int, settle_seconds: float
 ) -> schemas.FeedPage:
-    """Return allocations booked and reversed after `cursor`, oldest first.
-
-    Events younger than `settle_seconds` are held back. On PostgreSQL two
-    transactions can commit their audit ids out of order, and a reader
-    that moved past a later id would never see the earlier one.
-    """
-    query = select(AuditEvent).where(
-        AuditEvent.id > cursor, AuditEvent.action.in_(FEED_ACTIONS)
+    """Return allocations booked and reversed after `cursor`, oldest first."""
+    events, next_cursor = ledger_service.feed_events(
+        session, cursor=cursor, limit=limit, settle_seconds=settle_seconds
     )
-    if settle_seconds > 0:
-        query = query.where(
-            AuditEvent.at <= utcnow() - timedelta(seconds=settle_seconds)
-        )
-    query = query.order_by(AuditEvent.id).limit(limit)
-    events: list[schemas.FeedEvent] = []
-    next_cursor = cursor
-    for audit in session.exec(query).all():
-        events += _feed_events(audit)
-        next_cursor = audit.id
-    return schemas.FeedPage(events=events, next_cursor=next_cursor)
-
-
-def _feed_events(audit: AuditEvent) -> list[schemas.FeedEvent]:
-    detail = audit.detail or {}
-    booked = "reversed" if audit.action == "reverse" else "booked"
-    rows = [(booked, a) for a in detail.get("allocations", [])]
-    rows += [("reversed", a) for a in detail.get("reversed", [])]
-    return [
-        schemas.FeedEvent(
-            cursor=audit.id,
-            event=event,
-            at=audit.at,
-            actor=audit.actor,
-            line_id=int(audit.entity_id),
-            line_ref=detail.get("line_ref", ""),
-            allocation_id=allocation.get("id"),
-            customer_id=allocation.get("customer_id"),
-            order_id=allocation.get("order_id"),
-            target=allocation.get("target", ""),
-            amount=Decimal(allocation.get("amount", "0")),
-        )
-        for event, allocation in rows
-    ]
+    return schemas.FeedPage(
+        events=[schemas.FeedEvent(**event) for event in events],
+        next_cursor=next_cursor,
+    )
 
 
 # Review tasks ----------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -10,12 +9,28 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from service import review
 from service.api import exporting, operations, schemas
 from service.api.deps import Caller, SessionDep, require
+from service.masking import mask_line_fields, needs_masking
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 
 Reader = Annotated[Caller, Depends(require("read"))]
 Admin = Annotated[Caller, Depends(require("admin"))]
 Format = Literal["csv", "xlsx"]
+# Exports are CSV or XLSX files, and the OpenAPI document declares both types.
+DOWNLOAD_ROUTE = {
+    "response_class": Response,
+    "responses": {
+        200: {
+            "description": "The file as an attachment",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                exporting.XLSX_TYPE: {
+                    "schema": {"type": "string", "format": "binary"}
+                },
+            },
+        }
+    },
+}
 
 
 @router.get("/feed", response_model=schemas.FeedPage)
@@ -31,14 +46,14 @@ def feed(
     return operations.feed(session, cursor=cursor, limit=limit, settle_seconds=settle)
 
 
-@router.get("/exports/allocations.{fmt}")
+@router.get("/exports/allocations.{fmt}", **DOWNLOAD_ROUTE)
 def export_allocations(
     fmt: Format,
     session: SessionDep,
     caller: Reader,
     account: Annotated[str | None, Query(max_length=64)] = None,
-    date_from: date | None = None,
-    date_to: date | None = None,
+    date_from: Annotated[schemas.IsoDate | None, Query()] = None,
+    date_to: Annotated[schemas.IsoDate | None, Query()] = None,
 ) -> Response:
     """Export the allocations output of stored lines as CSV or XLSX."""
     table = exporting.allocations_table(
@@ -47,13 +62,16 @@ def export_allocations(
     return exporting.response(table, fmt)
 
 
-@router.get("/exports/review-tasks.{fmt}")
+@router.get("/exports/review-tasks.{fmt}", **DOWNLOAD_ROUTE)
 def export_review_tasks(fmt: Format, session: SessionDep, caller: Reader) -> Response:
     """Export the open review tasks as CSV or XLSX."""
-    return exporting.response(exporting.review_tasks_table(session), fmt)
+    table = exporting.review_tasks_table(session)
+    if needs_masking(caller.role):
+        table.rows = [mask_line_fields(row) for row in table.rows]
+    return exporting.response(table, fmt)
 
 
-@router.get("/exports/ledger.{fmt}")
+@router.get("/exports/ledger.{fmt}", **DOWNLOAD_ROUTE)
 def export_ledger(
     fmt: Format,
     session: SessionDep,

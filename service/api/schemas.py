@@ -8,6 +8,7 @@ string such as "730.00" in JSON, so no client ever parses it as a float.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -15,25 +16,72 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     field_validator,
 )
 
+from features.text import normalize_account
 from ingest.records import CHANNELS
 from models.money import to_money
 
 # Ids and versions are 32-bit integer columns; larger numbers are invalid.
 MAX_INT = 2**31 - 1
+# NUMERIC(18, 2): at most 16 digits before the point and 2 after it.
+MONEY_LIMIT = 10**16
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _money_schema(*, signed: bool) -> dict:
+    """Return the request schema of an amount: a decimal string or a number."""
+    sign = "[+-]?" if signed else "[+]?"
+    number: dict[str, Any] = {"type": "number", "exclusiveMaximum": MONEY_LIMIT}
+    if signed:
+        number["exclusiveMinimum"] = -MONEY_LIMIT
+    else:
+        number["minimum"] = 0
+    return {
+        "anyOf": [
+            {"type": "string", "pattern": rf"^{sign}\d{{1,16}}(\.\d{{1,2}})?$"},
+            number,
+        ],
+        "examples": ["730.00"],
+    }
+
+
+def _iso_text(pattern: re.Pattern, kind: str):
+    def check(value: Any) -> Any:
+        # Pydantic reads numbers as Unix timestamps; an ERP that sends a
+        # number where a date belongs has a bug that should surface here.
+        # Pydantic turns only ValueError into a 422, so no TypeError here.
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            message = f"{kind} must be ISO 8601 text, got the number {value}"
+            raise ValueError(message)  # noqa: TRY004
+        if isinstance(value, str) and not pattern.match(value):
+            raise ValueError(f"{kind} must be ISO 8601 text, got {value!r}")
+        return value
+
+    return check
+
+
 Money = Annotated[
     Decimal,
     Field(max_digits=18, decimal_places=2),
     AfterValidator(to_money),
     PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
-    Field(examples=["730.00"]),
+    WithJsonSchema(_money_schema(signed=True), mode="validation"),
 ]
-NonNegativeMoney = Annotated[Money, Field(ge=0)]
+NonNegativeMoney = Annotated[
+    Money, Field(ge=0), WithJsonSchema(_money_schema(signed=False), mode="validation")
+]
+IsoDate = Annotated[date, BeforeValidator(_iso_text(ISO_DATE, "a date"))]
+IsoDateTime = Annotated[
+    datetime, BeforeValidator(_iso_text(ISO_DATE_TIME, "a date and time"))
+]
 Identifier = Annotated[str, Field(min_length=1, max_length=64)]
 Version = Annotated[int, Field(ge=1, le=MAX_INT)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["CNY"])]
@@ -79,8 +127,8 @@ class LineBase(RequestModel):
         description="Our account; the configured default account when empty",
     )
     line_ref: str = Field(min_length=1, max_length=200)
-    booking_date: date
-    value_date: date | None = None
+    booking_date: IsoDate
+    value_date: IsoDate | None = None
     amount: Money = Field(description="Signed; positive is money in")
     currency: Currency | None = Field(
         default=None, description="The account's currency when empty"
@@ -207,6 +255,20 @@ class CustomerBase(RequestModel):
         default_factory=list
     )
 
+    @field_validator("bank_accounts", mode="after")
+    @classmethod
+    def _drop_repeated_accounts(cls, accounts: list[str]) -> list[str]:
+        # "6222 001" and "6222001" are one account once normalised, and the
+        # database stores each account of a customer once.
+        seen: set[str] = set()
+        kept = []
+        for account in accounts:
+            number = normalize_account(account)
+            if number not in seen:
+                seen.add(number)
+                kept.append(account)
+        return kept
+
 
 class CustomerCreate(CustomerBase):
     """A customer to create or update."""
@@ -223,7 +285,7 @@ class OrderBase(RequestModel):
 
     order_id: Identifier
     customer_id: Identifier
-    order_date: date
+    order_date: IsoDate
     amount: NonNegativeMoney
     open_amount: NonNegativeMoney = Field(
         description="Open amount as of the ERP's export"
@@ -252,7 +314,7 @@ class InvoiceBase(RequestModel):
     invoice_id: Identifier
     order_ids: list[Identifier] = Field(min_length=1)
     amount: Money
-    issue_date: date | None = None
+    issue_date: IsoDate | None = None
 
 
 class InvoiceCreate(InvoiceBase):
@@ -287,7 +349,7 @@ class OrdersUpsert(RequestModel):
     """Orders to create or update, with when the ERP took the open amounts."""
 
     orders: list[OrderCreate] = Field(min_length=1, max_length=10000)
-    as_of: datetime | None = Field(
+    as_of: IsoDateTime | None = Field(
         default=None,
         description="When the ERP exported the open amounts; now when empty",
     )
@@ -453,3 +515,55 @@ class AuditEventPublic(BaseModel):
     entity: str
     entity_id: str
     detail: dict | None
+
+
+# Webhooks ------------------------------------------------------------------------
+
+
+class WebhookCreate(RequestModel):
+    """A URL to receive booked and reversed allocations, and its secret."""
+
+    url: str = Field(
+        min_length=8,
+        max_length=1000,
+        pattern=r"^https?://[^\s/]+",
+        examples=["https://erp.example/cashmatch-events"],
+    )
+    secret: str = Field(
+        min_length=16,
+        max_length=200,
+        description="Signs each delivery (HMAC-SHA256); never returned",
+    )
+    description: str = Field(default="", max_length=300)
+
+
+class WebhookPublic(BaseModel):
+    """A registered webhook endpoint; its secret is never shown."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    description: str
+    active: bool
+    created_by: str
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class WebhookDeliveryPublic(BaseModel):
+    """One event queued for one endpoint, with its attempts so far."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    endpoint_id: int
+    event_id: str
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_error: str
+    created_at: datetime
+    delivered_at: datetime | None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -22,6 +20,7 @@ from service.api.deps import (
 )
 from service.api.errors import ApiError
 from service.booking import Part
+from service.masking import masked_for
 
 router = APIRouter(prefix="/v1/review-tasks", tags=["review tasks"])
 
@@ -32,14 +31,10 @@ ReviewWrite = Annotated[Idempotency, Depends(idempotent_write("review"))]
 def task_filter(
     account: Annotated[str | None, Query(max_length=64)] = None,
     customer_id: Annotated[str | None, Query(max_length=64)] = None,
-    min_amount: Annotated[
-        Decimal | None, Query(max_digits=18, decimal_places=2)
-    ] = None,
-    max_amount: Annotated[
-        Decimal | None, Query(max_digits=18, decimal_places=2)
-    ] = None,
-    date_from: Annotated[date | None, Query()] = None,
-    date_to: Annotated[date | None, Query()] = None,
+    min_amount: Annotated[schemas.Money | None, Query()] = None,
+    max_amount: Annotated[schemas.Money | None, Query()] = None,
+    date_from: Annotated[schemas.IsoDate | None, Query()] = None,
+    date_to: Annotated[schemas.IsoDate | None, Query()] = None,
     anomaly: Annotated[
         str | None,
         Query(max_length=32, description="flagged, none, or one anomaly reason"),
@@ -75,11 +70,12 @@ def list_tasks(
 ) -> schemas.TaskPage:
     """Return open review tasks in queue order, with counts."""
     page = review.list_tasks(session, filters, sort=sort, limit=limit, offset=offset)
-    return schemas.TaskPage(
+    result = schemas.TaskPage(
         total=page.total,
         counts=page.counts,
         items=[operations.task_public(task, line) for task, line in page.items],
     )
+    return masked_for(caller.role, result)
 
 
 @router.get("/{task_id}", response_model=schemas.TaskPublic)
@@ -88,7 +84,8 @@ def get_task(
 ) -> schemas.TaskPublic:
     """Return one review task with its line and candidates."""
     task = review.get_task(session, task_id)
-    return operations.task_public(task, review.get_line(session, task.line_id))
+    result = operations.task_public(task, review.get_line(session, task.line_id))
+    return masked_for(caller.role, result)
 
 
 @router.post("/claim-next", response_model=schemas.TaskPublic)

@@ -1,6 +1,13 @@
 import pytest
 
-from features.references import EXACT, LOOSE, TYPO, ReferenceIndex
+from features.references import (
+    EXACT,
+    LOOSE,
+    TYPO,
+    ReferenceIndex,
+    one_typo_apart,
+    typo_variants,
+)
 
 
 @pytest.fixture
@@ -59,3 +66,54 @@ def test_find_typo_without_exact_number():
     hits = index.find("XS2410-0081")
 
     assert [(hit.target_id, hit.strength) for hit in hits] == [("XS2410-0031", TYPO)]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        pytest.param("24100031", "24100081", True, id="changed"),
+        pytest.param("24100031", "2410031", True, id="missing"),
+        pytest.param("24100031", "241000311", True, id="extra"),
+        pytest.param("24100031", "24100013", True, id="swapped"),
+        pytest.param("24100031", "24100031", False, id="same"),
+        pytest.param("24100031", "24100099", False, id="two-changes"),
+        pytest.param("24100031", "241000", False, id="two-missing"),
+    ],
+)
+def test_one_typo_apart(first, second, expected):
+    assert one_typo_apart(first, second) is expected
+    assert one_typo_apart(second, first) is expected
+
+
+def test_typo_variants_are_one_typo_apart():
+    variants = typo_variants("240901")
+
+    assert "240901" not in variants
+    assert all(one_typo_apart("240901", variant) for variant in variants)
+    assert {"24091", "2409011", "240911", "249001"} <= variants
+
+
+def test_scan_keeps_exact_digits_for_later_checks(index):
+    scan = index.scan("付XS2410-0031货款")
+
+    assert [hit.target_id for hit in scan.hits] == ["XS2410-0031"]
+    assert scan.exact_digits == ("24100031",)
+
+
+def test_scan_support_holds_typo_neighbours():
+    index = ReferenceIndex()
+    for number in ("XS2406-0039", "XS2406-0393"):
+        index.add(number)
+
+    scan = index.scan("结算款XS2406-039")
+
+    assert [hit.target_id for hit in scan.hits] == ["XS2406-0039"]
+    assert scan.support == {"XS2406-0039": LOOSE, "XS2406-0393": TYPO}
+
+
+def test_index_stores_few_keys_per_number():
+    index = ReferenceIndex()
+    for n in range(1000):
+        index.add(f"XS2410-{n:04d}")
+
+    assert len(index) <= 4 * 1000

@@ -186,6 +186,8 @@ def page(playwright_api, tmp_path):
 
 
 def _expect(playwright_api):
+    # A loaded CI machine answers a Gradio event in seconds, not milliseconds.
+    playwright_api.expect.set_options(timeout=30_000)
     return playwright_api.expect
 
 

@@ -4,12 +4,12 @@ from decimal import Decimal
 import pytest
 from sqlmodel import Session, select
 
+from ingest.records import CustomerRecord, OrderRecord
 from models.db import session_scope
 from models.errors import AllocationConflict
 from models.tables import Allocation, LedgerEntry, SalesOrder, StatementLine
 from service import booking, master
 from service.booking import InvalidAllocation, Part
-from ingest.records import CustomerRecord, OrderRecord
 
 
 def _setup(engine, *orders: tuple[str, str, str]):

@@ -54,9 +54,10 @@ def test_load_then_match_books_lines(cli_env):
 
 
 def test_users_add_then_sign_in(cli_env):
+    from sqlmodel import Session
+
     from models.db import make_engine
     from service.auth import sign_in
-    from sqlmodel import Session
 
     result = CliRunner().invoke(
         app, ["users", "add", "wang.li", "--role", "clerk", "--password", "s3cret-pass"]
@@ -76,3 +77,18 @@ def test_users_add_short_password_fails(cli_env):
 
     assert result.exit_code == 1
     assert "shorter than 8 characters" in result.output
+
+
+def test_load_customer_with_two_spellings_of_one_account(cli_env):
+    folder = cli_env / "master"
+    folder.mkdir()
+    (folder / "customers.csv").write_text(
+        "customer_id,name,aliases,bank_accounts\n"
+        "C1,恒达机械有限公司,,6222 0200 1234 4567|6222-0200-1234-4567\n",
+        encoding="utf-8",
+    )
+
+    result = CliRunner().invoke(app, ["load", str(folder)])
+
+    assert result.exit_code == 0, result.output
+    assert "customers: 1 created" in result.output

@@ -163,7 +163,7 @@ def test_cold_start_model_rebuilds_broken_cache(tiny_cold_start, tmp_path):
 def test_run_case_without_history_uses_cold_start(
     tiny_cold_start, tmp_path, monkeypatch, case
 ):
-    monkeypatch.setenv("CASHMATCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CASHMATCH_COLD_START_DIR", str(tmp_path))
     data = CaseData(
         customers=case.data.customers,
         orders=case.data.orders,

@@ -143,3 +143,29 @@ def test_evaluate_headline_names_each_figure():
     assert "allocation accuracy 100.0 %" in headline
     assert "automation 100.0 %" in headline
     assert "95 % CI" in headline
+
+
+def test_evaluate_anomaly_figures_per_alert():
+    predicted = [
+        row("a", "C1", "", target="balance", anomaly_reasons="duplicate"),
+        row("b", "C1", "SO-1", anomaly_score=0.9),
+        row("c", "C2", "SO-2", anomaly_reasons="over_advance"),
+        row("d", "C2", "SO-3", anomaly_score=0.8),
+        row("e", "C2", "SO-4"),
+    ]
+    true_rows = [
+        truth("a", "C1", "", target="balance"),
+        truth("b", "C1", "SO-1"),
+        truth("c", "C2", "SO-2"),
+        truth("d", "C2", "SO-3"),
+        truth("e", "C2", "SO-4"),
+    ]
+    anomalies = {"a": ["duplicate"], "b": ["unusual_amount"]}
+
+    found = evaluate(predicted, true_rows, anomalies=anomalies).anomalies
+
+    assert (found.recall["duplicate"].hits, found.recall["duplicate"].total) == (1, 1)
+    assert (found.recall["unusual_amount"].hits, found.named["unusual_amount"].hits) == (1, 0)
+    assert found.false_alarms["over_advance"].hits == 1
+    assert found.false_alarms["score"].hits == 1
+    assert found.false_alarms["score"].total == 3

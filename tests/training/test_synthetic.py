@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 
+from features.references import ReferenceIndex
 from training.synthetic import DEFAULT_MIX, generate_case, write_case
 
 SMALL = {"customers": 30, "open_orders": 450, "lines": 300, "history_lines": 300}
@@ -140,6 +141,77 @@ def test_generate_case_same_amount_pays_oldest(case):
                     and open_now[o.order_id] == open_now[paid.order_id]
                 ]
                 assert len(twins) >= 2
+                assert min(twins, key=lambda o: (o.order_date, o.order_id)) == paid
+                checked += 1
+        for row in rows[line.line_ref]:
+            if row.target in ("order", "fee"):
+                open_now[row.order_id] -= row.amount
+
+    assert checked
+
+
+def test_generate_case_plants_each_alert():
+    planted = generate_case(seed=4, **{**SMALL, "lines": 600})
+
+    kinds = {reason for reasons in planted.anomalies.values() for reason in reasons}
+
+    assert kinds == {"duplicate", "reference_conflict", "over_advance", "unusual_amount"}
+
+
+def test_generate_case_wrong_reference_names_other_order(case):
+    references = ReferenceIndex()
+    for order in case.data.orders:
+        references.add(order.order_id)
+    lines = {line.line_ref: line for line in case.data.statement_lines}
+    wrong = [ref for ref, kind in case.kinds.items() if kind == "wrong_reference"]
+
+    assert wrong
+    for ref in wrong:
+        named = {hit.target_id for hit in references.find(lines[ref].memo)}
+        paid = {row.order_id for row in case.truth if row.line_ref == ref}
+        assert named
+        assert not named & paid
+        assert case.anomalies[ref] == ["reference_conflict"]
+
+
+def test_generate_case_overpay_is_over_advance(case):
+    for row in case.truth:
+        if case.kinds[row.line_ref] == "overpay" and row.target == "balance":
+            assert ("over_advance" in case.anomalies[row.line_ref]) == (
+                row.amount > Decimal("50.00")
+            )
+
+
+def test_generate_case_unusual_amount_goes_to_balance(case):
+    unusual = [row for row in case.truth if case.kinds[row.line_ref] == "unusual_amount"]
+
+    assert unusual
+    assert {row.target for row in unusual} == {"balance"}
+
+
+def test_generate_case_unnamed_payments_take_oldest_equal(case):
+    references = ReferenceIndex()
+    for order in case.data.orders:
+        references.add(order.order_id)
+    orders = {o.order_id: o for o in _open(case.data.orders)}
+    open_now = {oid: o.open_amount for oid, o in orders.items()}
+    rows = defaultdict(list)
+    for row in case.truth:
+        rows[row.line_ref].append(row)
+    checked = 0
+
+    for line in sorted(case.data.statement_lines, key=lambda l: l.booking_date):
+        kind = case.kinds[line.line_ref]
+        unnamed = not references.find(line.memo)
+        for row in rows[line.line_ref]:
+            if kind in ("fee", "overpay", "no_reference") and unnamed and row.target == "order":
+                paid = orders[row.order_id]
+                twins = [
+                    o
+                    for o in orders.values()
+                    if o.customer_id == paid.customer_id
+                    and open_now[o.order_id] == open_now[paid.order_id]
+                ]
                 assert min(twins, key=lambda o: (o.order_date, o.order_id)) == paid
                 checked += 1
         for row in rows[line.line_ref]:
