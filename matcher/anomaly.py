@@ -216,7 +216,9 @@ def anomaly_reasons(index, context, chosen, *, currency_mismatch: bool) -> list[
         reasons.append("over_advance")
     if _unusual_amount(index, context, chosen):
         reasons.append("unusual_amount")
-    if line.amount > 0 and chosen.kind in ("balance", "overpay", "none"):
+    # Money that no order takes in full: a balance part, or no order at all.
+    fits_no_order = chosen.kind in ("balance", "overpay", "none") or chosen.balance > 0
+    if line.amount > 0 and fits_no_order:
         if chosen.customer_id is not None or not context.customers:
             reasons.append("amount_mismatch")
     if line.amount > 0 and not context.customers:

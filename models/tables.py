@@ -43,7 +43,7 @@ class Customer(SQLModel, table=True):
     name: str = Field(max_length=300)
     tax_id: str | None = Field(default=None, max_length=64)
     credit_status: str = Field(default="normal", max_length=32)
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class CustomerAlias(SQLModel, table=True):
@@ -88,7 +88,7 @@ class SalesOrder(SQLModel, table=True):
     status: str = Field(default="open", max_length=16, index=True)
     erp_as_of: datetime = Field(default_factory=utcnow)
     version: int = 1
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class Invoice(SQLModel, table=True):

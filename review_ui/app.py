@@ -18,6 +18,14 @@ from sqlalchemy.engine import Engine
 from models.errors import CashmatchError
 from review_ui import views
 from review_ui.dashboard import DashboardTab
+from review_ui.reasons import (
+    ANOMALIES,
+    code_text,
+    localize_audit,
+    localize_decided,
+    localize_queue,
+    localize_task_view,
+)
 from review_ui.reports import ReportsTab
 from review_ui.texts import DEFAULT_LANGUAGE, text
 from service.review import ReviewDecision
@@ -40,6 +48,8 @@ ANOMALY_CHOICES = (
     "foreign_currency",
 )
 SORT_KEYS = ("priority", "amount", "age", "uncertainty")
+# Anomaly filter values named in review_ui.texts; the rest are anomaly codes.
+FILTER_TEXT_KEYS = ("all", "flagged", "none")
 SHORTCUTS = {
     "a": "accept-btn",
     "c": "choose-btn",
@@ -78,30 +88,55 @@ def page_head() -> str:
     )
 
 
+def anomaly_choices(language: str) -> list[tuple[str, str]]:
+    """Return the anomaly filter's (label, value) pairs in `language`."""
+    return [
+        (
+            text(value, language)
+            if value in FILTER_TEXT_KEYS
+            else code_text(ANOMALIES, value, language),
+            value,
+        )
+        for value in ANOMALY_CHOICES
+    ]
+
+
+def sort_choices(language: str) -> list[tuple[str, str]]:
+    """Return the sort dropdown's (label, value) pairs in `language`."""
+    return [(text(f"sort_{key}", language), key) for key in SORT_KEYS]
+
+
 @dataclass
 class Labels:
     """Components whose label or value changes with the language."""
 
-    entries: list[tuple[gr.components.Component, str, str]] = field(
+    entries: list[tuple[gr.components.Component, str, str, object]] = field(
         default_factory=list
     )
 
-    def add(self, component, key: str, attribute: str = "label"):
-        """Register a component and return it."""
-        self.entries.append((component, key, attribute))
+    def add(self, component, key: str, attribute: str = "label", choices=None):
+        """Register a component and return it.
+
+        `choices`, if given, maps a language to a dropdown's (label, value)
+        pairs.
+        """
+        self.entries.append((component, key, attribute, choices))
         return component
 
     def updates(self, language: str) -> list:
         """Return one update per component, in registration order."""
-        return [
-            gr.update(**{attribute: text(key, language)})
-            for _, key, attribute in self.entries
-        ]
+        updates = []
+        for _, key, attribute, choices in self.entries:
+            values = {attribute: text(key, language)}
+            if choices is not None:
+                values["choices"] = choices(language)
+            updates.append(gr.update(**values))
+        return updates
 
     @property
     def components(self) -> list:
         """The registered components, in registration order."""
-        return [component for component, _, _ in self.entries]
+        return [component for component, _, _, _ in self.entries]
 
 
 def build_review_page(settings: Settings, engine: Engine) -> gr.Blocks:
@@ -245,19 +280,21 @@ class _Page:
             self.f_to = add(gr.Textbox(label=text("date_to", language)), "date_to")
             self.f_anomaly = add(
                 gr.Dropdown(
-                    choices=list(ANOMALY_CHOICES),
+                    choices=anomaly_choices(language),
                     value="all",
                     label=text("anomaly", language),
                 ),
                 "anomaly",
+                choices=anomaly_choices,
             )
             self.f_sort = add(
                 gr.Dropdown(
-                    choices=list(SORT_KEYS),
+                    choices=sort_choices(language),
                     value="priority",
                     label=text("sort", language),
                 ),
                 "sort",
+                choices=sort_choices,
             )
         with gr.Row():
             self.refresh_button = add(
@@ -565,7 +602,10 @@ class _Page:
     def _queue(self, filters, language) -> tuple[pd.DataFrame, str]:
         *fields, sort = filters
         parsed = views.parse_filters(*(value or "" for value in fields))
-        return views.queue_table(self.engine, parsed, sort or "priority", language)
+        queue, counts = views.queue_table(
+            self.engine, parsed, sort or "priority", language
+        )
+        return localize_queue(queue, counts, language)
 
     def next_task(self, clerk, *inputs):
         *filters, language = inputs
@@ -606,7 +646,9 @@ class _Page:
         return self.open_task(clerk, int(row[0]), language)
 
     def _show(self, task_id: int, language: str, message: str | None = None):
-        view = views.task_view(self.engine, task_id, language)
+        view = localize_task_view(
+            views.task_view(self.engine, task_id, language), language
+        )
         current = {
             "task_id": view.task_id,
             "line_id": view.line_id,
@@ -673,6 +715,7 @@ class _Page:
             version=current["version"],
             language=language,
         )
+        message = localize_decided(message, language)
         return self._show(current["task_id"], language, message)
 
     def undo(self, clerk, current, note, language):
@@ -704,4 +747,5 @@ class _Page:
         return text("released", language, task=current["task_id"])
 
     def audit_log(self, clerk, language):
-        return views.audit_table(self.engine, clerk, language)
+        table, note = views.audit_table(self.engine, clerk, language)
+        return localize_audit(table, language), note

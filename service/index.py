@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from ingest.records import CustomerRecord, InvoiceRecord, OrderRecord, StatementRecord
-from matcher.index import MatchIndex, MatchSettings
+from matcher.index import MatchIndex, MatchSettings, OpenOrder
 from models.money import ZERO, to_cents
 from models.tables import (
     Allocation,
@@ -43,6 +43,7 @@ def match_settings(settings: Settings) -> MatchSettings:
         fee_max=settings.fee_max,
         fee_rate=settings.fee_rate,
         target_precision=settings.target_precision,
+        unused_balance_days=settings.unused_balance_days,
     )
 
 
@@ -60,13 +61,23 @@ def load_index(session: Session, settings: Settings) -> MatchIndex:
     return index
 
 
-def customer_records(session: Session) -> list[CustomerRecord]:
+def customer_records(
+    session: Session, customer_ids: Collection[str] | None = None
+) -> list[CustomerRecord]:
+    """Return the matcher's view of every customer, or of `customer_ids` only."""
     aliases: dict[str, list[str]] = defaultdict(list)
-    for alias in session.exec(select(CustomerAlias)).all():
-        aliases[alias.customer_id].append(alias.alias)
     accounts: dict[str, list[str]] = defaultdict(list)
-    master = select(CustomerAccount).where(CustomerAccount.source == "master")
-    for account in session.exec(master).all():
+    alias_query = select(CustomerAlias)
+    account_query = select(CustomerAccount).where(CustomerAccount.source == "master")
+    customer_query = select(Customer)
+    if customer_ids is not None:
+        wanted = sorted(customer_ids)
+        alias_query = alias_query.where(CustomerAlias.customer_id.in_(wanted))
+        account_query = account_query.where(CustomerAccount.customer_id.in_(wanted))
+        customer_query = customer_query.where(Customer.customer_id.in_(wanted))
+    for alias in session.exec(alias_query).all():
+        aliases[alias.customer_id].append(alias.alias)
+    for account in session.exec(account_query).all():
         accounts[account.customer_id].append(account.account_number)
     return [
         CustomerRecord(
@@ -75,7 +86,7 @@ def customer_records(session: Session) -> list[CustomerRecord]:
             aliases=tuple(aliases[customer.customer_id]),
             bank_accounts=tuple(accounts[customer.customer_id]),
         )
-        for customer in session.exec(select(Customer)).all()
+        for customer in session.exec(customer_query).all()
     ]
 
 
@@ -353,18 +364,47 @@ def _sync_customers(session: Session, index: MatchIndex, since: datetime) -> Non
     )
     if not changed:
         return
-    for record in customer_records(session):
-        if record.customer_id in changed:
-            index.add_customer(record)
+    for record in customer_records(session, changed):
+        index.add_customer(record)
+
+
+_ORDER_COLUMNS = (
+    SalesOrder.order_id,
+    SalesOrder.customer_id,
+    SalesOrder.order_date,
+    SalesOrder.amount,
+    SalesOrder.open_amount,
+    SalesOrder.currency,
+    SalesOrder.deposit_amount,
+    SalesOrder.status,
+)
 
 
 def _sync_orders(session: Session, index: MatchIndex, since: datetime) -> None:
-    query = select(SalesOrder).where(SalesOrder.updated_at >= since)
-    for order in session.exec(query).all():
-        if order.status in OPEN_STATUSES and order.open_amount > 0:
-            index.add_order(order_record(order))
-        elif order.order_id in index.orders:
+    """Apply the orders changed since `since`; unchanged ones cost a comparison."""
+    query = select(*_ORDER_COLUMNS).where(SalesOrder.updated_at >= since)
+    for row in session.exec(query).all():
+        order = OrderRecord(*row)
+        is_open = order.status in OPEN_STATUSES and order.open_amount > 0
+        state = index.orders.get(order.order_id)
+        if not is_open:
             index.remove_order(order.order_id)
+        elif state is None or _order_changed(state, order):
+            index.add_order(order)
+        elif state.open != to_cents(order.open_amount):
+            index.set_open(order.order_id, to_cents(order.open_amount))
+
+
+def _order_changed(state: OpenOrder, order: OrderRecord) -> bool:
+    """Tell whether an order changed beyond its open amount."""
+    deposit = order.deposit_amount
+    return (
+        state.customer_id != order.customer_id
+        or state.order_date != order.order_date
+        or state.amount != to_cents(order.amount)
+        or state.currency != order.currency
+        or state.deposit != (to_cents(deposit) if deposit and deposit > 0 else None)
+    )
 
 
 def _invoice_count(session: Session) -> int:

@@ -36,11 +36,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import case, func, update
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -60,6 +57,7 @@ from models.tables import (
     StatementLine,
     utcnow,
 )
+from service.settings import Settings
 
 log = logging.getLogger("cashmatch.service")
 
@@ -141,43 +139,12 @@ class InvoiceNotCovered(LedgerError):
 # Settings --------------------------------------------------------------------
 
 
-class LedgerSettings(BaseSettings):
-    """Settings of the ledger controls, read from CASHMATCH_* variables."""
+def ledger_settings(settings: Settings | None = None) -> Settings:
+    """Return the settings the ledger controls read: the service's own.
 
-    model_config = SettingsConfigDict(env_prefix="CASHMATCH_", extra="ignore")
-
-    approval_limit: Decimal = Field(
-        default=Decimal("1000.00"),
-        ge=0,
-        description="Refunds and write-offs above this amount need a second user",
-    )
-    unused_balance_days: int = Field(
-        default=60,
-        ge=1,
-        description="A balance older than this many days is flagged unused_balance",
-    )
-    invoice_policy: Literal["flag", "reject"] = Field(
-        default="flag",
-        description="What happens to an invoice beyond what its customer paid",
-    )
-    time_zone: str = "Asia/Shanghai"
-
-
-def ledger_settings(settings: object | None = None) -> LedgerSettings:
-    """Return the ledger settings from the environment.
-
-    A field of the same name on `settings` (the service's `Settings`) wins,
-    so the service settings can carry these values too.
+    Without `settings` they are read from the environment afresh.
     """
-    values = LedgerSettings()
-    if settings is None:
-        return values
-    found = {
-        name: getattr(settings, name)
-        for name in LedgerSettings.model_fields
-        if hasattr(settings, name)
-    }
-    return values.model_copy(update=found)
+    return settings if settings is not None else Settings()
 
 
 def local_today(time_zone: str) -> date:

@@ -13,8 +13,9 @@ from matcher.anomaly import (
     NOTES,
     AnomalyScorer,
     anomaly_features,
+    anomaly_reasons,
 )
-from matcher.candidates import Candidate
+from matcher.candidates import Candidate, block
 from matcher.index import MatchIndex
 
 
@@ -110,3 +111,45 @@ def test_anomaly_features_without_history():
 
     assert len(values) == len(ANOMALY_FEATURES)
     assert values[ANOMALY_FEATURES.index("amount_vs_usual")] == 0.0
+
+
+def test_overpayment_of_named_order_notes_amount_mismatch():
+    index = MatchIndex.build(
+        [CustomerRecord("C1", "苏州恒达机械设备有限公司")],
+        [
+            OrderRecord(
+                "SO-1", "C1", date(2024, 10, 1), Decimal("100.00"), Decimal("100.00")
+            )
+        ],
+    )
+    line = StatementRecord(
+        "L1", date(2024, 11, 1), Decimal("150.00"), "CNY", memo="SO-1"
+    )
+    chosen = Candidate("reference", "C1", (("SO-1", 10_000),), balance=5_000)
+
+    reasons = anomaly_reasons(
+        index, block(index, line), chosen, currency_mismatch=False
+    )
+
+    assert "amount_mismatch" in reasons
+
+
+def test_exact_payment_of_named_order_has_no_amount_mismatch():
+    index = MatchIndex.build(
+        [CustomerRecord("C1", "苏州恒达机械设备有限公司")],
+        [
+            OrderRecord(
+                "SO-1", "C1", date(2024, 10, 1), Decimal("100.00"), Decimal("100.00")
+            )
+        ],
+    )
+    line = StatementRecord(
+        "L1", date(2024, 11, 1), Decimal("100.00"), "CNY", memo="SO-1"
+    )
+    chosen = Candidate("reference", "C1", (("SO-1", 10_000),))
+
+    reasons = anomaly_reasons(
+        index, block(index, line), chosen, currency_mismatch=False
+    )
+
+    assert "amount_mismatch" not in reasons

@@ -208,3 +208,28 @@ def test_cache_learns_memo_habit_and_prepayment_balance(engine, settings):
         rebuilt = load_index(session, settings)
     assert rebuilt.balances["C1"] == 500_000
     assert rebuilt.memo_stats.shapes == index.memo_stats.shapes
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "rebuilt"])
+def test_old_unused_balance_is_flagged(engine, settings, cached):
+    _seed(engine, _order("SO-1", "500.00"))
+    advance = _add_line(engine, "L1", "5000.00", "预付款", day="2025-03-01")
+    with session_scope(engine) as session:
+        line = session.get(StatementLine, advance)
+        booking.confirm(
+            session, line, [Part("balance", Decimal("5000.00"), "C1", None)], actor="t"
+        )
+    payment = _add_line(engine, "L2", "500.00", "SO-1", day="2025-06-10")
+
+    with session_scope(engine) as session:
+        line = session.get(StatementLine, payment)
+        [outcome] = match_lines(
+            session,
+            [line],
+            current_model(session, settings),
+            settings,
+            index_cache=IndexCache() if cached else None,
+        )
+
+    assert outcome.result.chosen.order_ids == ("SO-1",)
+    assert "unused_balance" in outcome.result.anomaly_reasons
