@@ -6,7 +6,8 @@ cold-start model then serves, and the training runs exactly as `cashmatch
 train` runs it (`service.train.train_with_engine`). It reads the labels,
 fits on the older lines, evaluates the new and the serving model on the
 latest period, logs the run to a fresh MLflow store, and records the model.
-Prints the wall time of each step, and the wall and CPU time of the run.
+Prints the wall time of each step, and the wall and CPU time of the run
+(this process and its worker processes together).
 
     .venv/bin/python benchmarks/training_speed.py                 # 100,000 lines
     .venv/bin/python benchmarks/training_speed.py --lines 20000
@@ -109,21 +110,31 @@ def _fill(engine, settings: Settings, args) -> int:
 
 def _train(engine, settings: Settings) -> None:
     wall = time.perf_counter()
-    cpu = time.process_time()
+    cpu = _cpu_seconds()
     result = train_with_engine(engine, settings, actor="benchmark")
     wall = time.perf_counter() - wall
-    cpu = time.process_time() - cpu
+    cpu = _cpu_seconds() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     print(result.summary())
     print()
     for step, seconds in result.seconds.items():
         print(f"{step:>20s} {seconds:8.1f} s wall")
     print(
-        f"{'whole run':>20s} {wall:8.1f} s wall, {cpu:.1f} s CPU, peak {peak:.0f} MiB"
+        f"{'whole run':>20s} {wall:8.1f} s wall, {cpu:.1f} s CPU, peak {peak:.0f} MiB "
+        f"(largest worker process {peak_worker:.0f} MiB)"
     )
     verdict = "within" if wall <= TARGET_SECONDS else "over"
     print(f"target: {TARGET_SECONDS:.0f} s wall for the whole run; {verdict}")
+
+
+def _cpu_seconds() -> float:
+    # Training runs parts in worker processes; their CPU time counts once
+    # they have ended, which they have by the time training returns.
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from decimal import Decimal
 import numpy as np
 
 from features.pairs import FEATURE_NAMES, candidate_matrix
+from features.text import normalize_account
 from ingest.records import StatementRecord
 from matcher.anomaly import (
     ALERT_TEXTS,
@@ -216,7 +217,7 @@ def decide(
         confidence = 0.0
 
     reasons = list(top.candidate.reasons)
-    reasons += _identity_reasons(context, top.candidate)
+    reasons += _identity_reasons(index, context, top.candidate)
     if context.line.amount <= 0 or top.candidate.kind == "none":
         return UNMATCHED, confidence, ranked, reasons or ["no match"]
 
@@ -249,14 +250,23 @@ def _currency_guard(index, context, candidate) -> list[Guard]:
     return []
 
 
-def _identity_reasons(context: LineContext, candidate: Candidate) -> list[str]:
+def _identity_reasons(
+    index: MatchIndex, context: LineContext, candidate: Candidate
+) -> list[str]:
     cid = candidate.customer_id
     if cid is None:
         return []
     reasons = []
+    # `account_customers` counts a master-data account as one payment more,
+    # so these reasons look up the master data and the payment history separately.
+    account = normalize_account(context.line.counterparty_account)
+    if account and cid in index.master_accounts.get(account, ()):
+        reasons.append("payer account in the customer master")
+    payments = index.seen_accounts.get(account, {}).get(cid, 0) if account else 0
+    if payments:
+        noun = "payment" if payments == 1 else "payments"
+        reasons.append(f"payer account seen in {payments} earlier {noun}")
     count = context.account_customers.get(cid, 0)
-    if count:
-        reasons.append(f"payer account seen in {count} earlier payments")
     match = context.name_matches.get(cid)
     if match is not None:
         how = "exact" if match.exact else "alias" if match.alias else "similar"

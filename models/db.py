@@ -61,7 +61,7 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-    log.info("database at %s is migrated", engine.url.render_as_string())
+    log.debug("database at %s is migrated", engine.url.render_as_string())
 
 
 @contextmanager

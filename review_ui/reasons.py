@@ -155,7 +155,15 @@ _TEMPLATES = (
     ("part payment of {order}", "{order} 的部分付款"),
     ("only the amount links this payer to {order}", "仅凭金额将此付款人关联到 {order}"),
     # matcher/pipeline.py
-    ("payer account seen in {count} earlier payments", "付款账号在此前 {count} 笔付款中出现"),
+    ("payer account in the customer master", "付款账号在客户主数据中"),
+    (
+        "payer account seen in {count} earlier payment",
+        "付款账号在此前 {count} 笔付款中出现",
+    ),
+    (
+        "payer account seen in {count} earlier payments",
+        "付款账号在此前 {count} 笔付款中出现",
+    ),
     ("payer name exact ({score}/100)", "付款人名称完全一致（{score}/100）"),
     ("payer name alias ({score}/100)", "付款人名称与别名一致（{score}/100）"),
     ("payer name similar ({score}/100)", "付款人名称相近（{score}/100）"),
@@ -183,6 +191,11 @@ _TEMPLATES = (
     # service/matching.py
     ("line in {currency}, not the account's currency", "流水币种 {currency} 与账户币种不符"),
     (
+        "bank reversal; no earlier credit of this amount found",
+        "银行冲正：未找到此前的同额入账",
+    ),
+    # Earlier wording, kept for the reasons of lines matched before.
+    (
         "bank reversal; no earlier credit of this amount is allocated",
         "银行冲正：此前没有已分配的同额入账",
     ),
@@ -190,6 +203,11 @@ _TEMPLATES = (
         "bank reversal of line {line_ref}; its allocations reversed",
         "银行冲正流水 {line_ref}，其分配已冲销",
     ),
+    (
+        "bank reversal of line {line_ref}; it had no allocations",
+        "银行冲正流水 {line_ref}，该流水未曾分配",
+    ),
+    ("cancelled by a bank reversal", "已被银行冲正撤销"),
     # service/booking.py errors, quoted by service/matching.py as "review: ..."
     ("line {line_ref}: no allocation given", "流水 {line_ref}：未给出分配"),
     (

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -30,6 +31,7 @@ log = logging.getLogger("cashmatch.service")
 # Audit ids on PostgreSQL can commit out of order; the feed holds back
 # events younger than this so a reader never skips one (see operations.feed).
 POSTGRES_FEED_SETTLE_SECONDS = 2.0
+DOCS_STATIC_URL = "/docs-static"
 ERROR_RESPONSES = {
     status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422)
 }
@@ -48,7 +50,10 @@ def create_app(
     migrate(engine)
     _ensure_serving_model(settings, engine)
 
-    app = FastAPI(
+    # FastAPIOffline serves /docs and /redoc with the Swagger UI and ReDoc
+    # files of the fastapi-offline package, so the pages work without a CDN.
+    app = FastAPIOffline(
+        static_url=DOCS_STATIC_URL,
         title="Cashmatch",
         version="1",
         description="Match bank-statement lines to customers, orders and "

@@ -80,6 +80,44 @@ def upsert_user(
     return user
 
 
+def active_user(session: Session, name: str, permission: str) -> User:
+    """Return the user `name` when it may act with `permission`.
+
+    A user is active while it can still sign in or call the API: it has a
+    password or an API key that is not revoked. Raises AuthError for an
+    unknown or inactive user and for a role without the permission.
+    """
+    user = session.get(User, name)
+    if user is None:
+        raise AuthError(
+            f"user {name!r} not found; give the name of a user added with "
+            "`cashmatch users add`"
+        )
+    if not _can_sign_in(session, user):
+        raise AuthError(
+            f"user {name!r} is inactive: it has no password and no API key "
+            "that is not revoked; set a password with `cashmatch users add`"
+        )
+    if not allows(user.role, permission):
+        allowed = ", ".join(role for role in ROLES if allows(role, permission))
+        raise AuthError(
+            f"role {user.role!r} of user {name!r} may not {permission}; "
+            f"act as a user with role {allowed}"
+        )
+    return user
+
+
+def _can_sign_in(session: Session, user: User) -> bool:
+    if user.password_hash:
+        return True
+    live_key = session.exec(
+        select(ApiKey.prefix).where(
+            ApiKey.user_name == user.name, ApiKey.revoked_at.is_(None)
+        )
+    ).first()
+    return live_key is not None
+
+
 def sign_in(session: Session, name: str, password: str) -> User | None:
     """Return the user when the password is right, else None."""
     user = session.get(User, name)

@@ -70,7 +70,16 @@ def fail(message: str, code: int = 1) -> None:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Log debug messages to stderr too, such as the database migration",
+        ),
+    ] = False,
+) -> None:
     """Cashmatch: cash application for bank statements."""
     from service.logging_setup import configure_logging
 
@@ -157,36 +166,63 @@ def load_command(
         ),
     ],
 ) -> None:
-    """Load customers, orders and invoices exported by the ERP."""
+    """Load customers, orders and invoices exported by the ERP.
+
+    Every file given is loaded, in one transaction: all customers files
+    first, then orders, then invoices, each kind in the order given. A row
+    in a later file updates the same row from an earlier one.
+    """
+    files = _master_files(paths)
+    with database() as (session, _settings):
+        for kind, path in files:
+            report = _load_master_file(session, kind, path)
+            typer.echo(f"{kind}: {report} ({path})")
+
+
+MASTER_KINDS = ("customers", "orders", "invoices")
+
+
+def _load_master_file(session: Session, kind: str, path: Path):
     from ingest import read_customers, read_invoices, read_orders
     from service import master
 
-    files = _master_files(paths)
-    with database() as (session, settings):
-        if "customers" in files:
-            report = master.upsert_customers(
-                session, read_customers(files["customers"])
-            )
-            typer.echo(f"customers: {report}")
-        if "orders" in files:
-            report = master.upsert_orders(session, read_orders(files["orders"]))
-            typer.echo(f"orders: {report}")
-        if "invoices" in files:
-            report = master.upsert_invoices(session, read_invoices(files["invoices"]))
-            typer.echo(f"invoices: {report}")
+    if kind == "customers":
+        return master.upsert_customers(session, read_customers(path))
+    if kind == "orders":
+        return master.upsert_orders(session, read_orders(path))
+    return master.upsert_invoices(session, read_invoices(path))
 
 
-def _master_files(paths: list[Path]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
+def _master_files(paths: list[Path]) -> list[tuple[str, Path]]:
+    """Return (kind, file) pairs in load order, each file once."""
+    found: dict[str, list[Path]] = {kind: [] for kind in MASTER_KINDS}
     for path in paths:
-        candidates = path.glob("*.csv") if path.is_dir() else [path]
-        for candidate in candidates:
-            stem = candidate.stem.lower()
-            if stem in ("customers", "orders", "invoices"):
-                found[stem] = candidate
-    if not found:
+        for kind, candidate in _master_candidates(path):
+            if candidate.resolve() not in {f.resolve() for f in found[kind]}:
+                found[kind].append(candidate)
+
+    ordered = [(kind, path) for kind in MASTER_KINDS for path in found[kind]]
+    if not ordered:
         names = ", ".join(str(p) for p in paths)
         fail(f"no customers.csv, orders.csv or invoices.csv in {names}")
+    return ordered
+
+
+def _master_candidates(path: Path) -> list[tuple[str, Path]]:
+    if not path.is_dir():
+        kind = path.stem.lower()
+        if kind not in MASTER_KINDS:
+            fail(
+                f"file {path} is not customers.csv, orders.csv or invoices.csv; "
+                "rename it to the kind of data it holds"
+            )
+        return [(kind, path)]
+
+    found = []
+    for candidate in sorted(path.glob("*.csv")):
+        kind = candidate.stem.lower()
+        if kind in MASTER_KINDS:
+            found.append((kind, candidate))
     return found
 
 
@@ -194,7 +230,7 @@ def _master_files(paths: list[Path]) -> dict[str, Path]:
 def reconcile_command(
     folder: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
     out: Annotated[
-        Path, typer.Option(help="Where to write the allocations CSV")
+        Path, typer.Option(help="Where to write the allocations, as .csv or .xlsx")
     ] = Path("allocations.csv"),
     statement: Annotated[
         Optional[Path],
@@ -470,7 +506,7 @@ def report_command(
         Optional[Path],
         typer.Option(
             help="Write the report to this .csv or .xlsx file; for status, the "
-            "allocations of every stored line as CSV"
+            "allocations of every stored line"
         ),
     ] = None,
     as_of: Annotated[
@@ -485,11 +521,23 @@ def report_command(
     ] = None,
 ) -> None:
     """Print a report, or write it as CSV or XLSX with --out."""
-    from service.reports import status_report
+    from service import reports
+    from service.exports import check_table_suffix
 
-    if name == "status":
+    if name not in reports.ALL_REPORT_NAMES:
+        fail(
+            f"report {name!r} not found; use one of "
+            f"{', '.join(reports.ALL_REPORT_NAMES)}"
+        )
+    if out is not None:
+        try:
+            check_table_suffix(out)
+        except CashmatchError as exc:
+            fail(str(exc))
+
+    if name == reports.STATUS_REPORT:
         with database() as (session, _settings):
-            typer.echo(status_report(session, out=out))
+            typer.echo(reports.status_report(session, out=out))
         return
     with database() as (session, settings):
         text = _named_report(session, settings, name, out, as_of, account, month)
@@ -498,7 +546,7 @@ def report_command(
 
 def _named_report(session, settings, name, out, as_of, account, month) -> str:
     from service import ledger, reports
-    from service.exports import csv_text, write_csv, xlsx_bytes
+    from service.exports import csv_text, write_table
 
     options = reports.ReportOptions(
         as_of=_day(as_of) or ledger.local_today(settings.time_zone),
@@ -509,13 +557,9 @@ def _named_report(session, settings, name, out, as_of, account, month) -> str:
     )
     columns, rows = reports.report_table(session, name, options)
     if out is None:
-        return csv_text(rows, columns).rstrip("\n")
-    if out.suffix.lower() == ".xlsx":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(xlsx_bytes(rows, columns, title=name))
-    else:
-        write_csv(rows, columns, out)
-    return f"wrote {len(rows)} {name} rows to {out}"
+        return csv_text(rows, columns).rstrip("\r\n")
+    count = write_table(rows, columns, out, title=name)
+    return f"wrote {count} {name} rows to {out}"
 
 
 def _day(text: str | None):
@@ -597,6 +641,13 @@ def users_add(
 Actor = Annotated[
     Optional[str], typer.Option(help="Who acts, for the audit log; default cli:<login>")
 ]
+UserActor = Annotated[
+    Optional[str],
+    typer.Option(
+        help="The user who acts, as added with `cashmatch users add`; default is "
+        "your login name"
+    ),
+]
 Note = Annotated[str, typer.Option(help="A note kept with the entry")]
 BookedOn = Annotated[
     Optional[str], typer.Option(help="Book on this day, YYYY-MM-DD; default today")
@@ -612,6 +663,24 @@ def _actor(actor: str | None) -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no login name in this environment
         return "cli"
+
+
+def _user_actor(session: Session, actor: str | None, permission: str) -> str:
+    """Return the name of the acting user, or raise AuthError.
+
+    The user must exist, be active and have a role with `permission`, as
+    an API key's owner must for the same route.
+    """
+    import getpass
+
+    from service.auth import active_user
+
+    if actor is None:
+        try:
+            actor = getpass.getuser()
+        except (KeyError, OSError):  # no login name in this environment
+            fail("no login name found; name the acting user with --actor")
+    return active_user(session, actor, permission).name
 
 
 def _money(text: str):
@@ -698,7 +767,7 @@ def ledger_refund(
     ] = None,
     note: Note = "",
     booked_on: BookedOn = None,
-    actor: Actor = None,
+    actor: UserActor = None,
 ) -> None:
     """Request a refund; above the approval limit it waits for a second user."""
     from service import controls, ledger
@@ -708,7 +777,7 @@ def ledger_refund(
             session,
             customer_id=customer_id,
             amount=_money(amount),
-            actor=_actor(actor),
+            actor=_user_actor(session, actor, "confirm"),
             limit=ledger.ledger_settings(settings).approval_limit,
             today=_ledger_today(settings),
             note=note,
@@ -725,7 +794,7 @@ def ledger_write_off(
     amount: Annotated[str, typer.Argument()],
     note: Note = "",
     booked_on: BookedOn = None,
-    actor: Actor = None,
+    actor: UserActor = None,
 ) -> None:
     """Request a write-off; above the approval limit it waits for a second user."""
     _taking_command(customer_id, "write_off", amount, None, note, booked_on, actor)
@@ -740,7 +809,7 @@ def ledger_fee(
     ] = None,
     note: Note = "",
     booked_on: BookedOn = None,
-    actor: Actor = None,
+    actor: UserActor = None,
 ) -> None:
     """Charge a bank fee to a customer's balance."""
     _taking_command(customer_id, "fee", amount, line, note, booked_on, actor)
@@ -755,7 +824,7 @@ def _taking_command(customer_id, kind, amount, line, note, booked_on, actor) -> 
             customer_id=customer_id,
             kind=kind,
             amount=_money(amount),
-            actor=_actor(actor),
+            actor=_user_actor(session, actor, "confirm"),
             limit=ledger.ledger_settings(settings).approval_limit,
             today=_ledger_today(settings),
             note=note,
@@ -797,7 +866,7 @@ def ledger_requests(
 def ledger_approve(
     request_id: Annotated[int, typer.Argument()],
     reason: Annotated[str, typer.Option(help="The reason, kept in the audit log")] = "",
-    actor: Actor = None,
+    actor: UserActor = None,
 ) -> None:
     """Approve another user's pending request and book it."""
     from service import controls
@@ -806,7 +875,7 @@ def ledger_approve(
         request = controls.approve_request(
             session,
             request_id,
-            actor=_actor(actor),
+            actor=_user_actor(session, actor, "review"),
             today=_ledger_today(settings),
             reason=reason,
         )
@@ -817,14 +886,17 @@ def ledger_approve(
 def ledger_reject(
     request_id: Annotated[int, typer.Argument()],
     reason: Annotated[str, typer.Option(help="The reason, kept in the audit log")] = "",
-    actor: Actor = None,
+    actor: UserActor = None,
 ) -> None:
     """Reject a pending request; nothing is booked."""
     from service import controls
 
     with database() as (session, _settings):
         request = controls.reject_request(
-            session, request_id, actor=_actor(actor), reason=reason
+            session,
+            request_id,
+            actor=_user_actor(session, actor, "review"),
+            reason=reason,
         )
     typer.echo(_request_text(request))
 

@@ -1,9 +1,13 @@
 """The allocations output and other tables, as CSV or XLSX.
 
 Memos and names come from payers, so a text cell that a spreadsheet would
-run as a formula (starting with =, +, -, @, a tab or a carriage return) is
-written with a leading apostrophe in CSV and as a text cell in XLSX. Amounts
-stay numbers.
+run as a formula (starting with =, +, -, @, a tab, a carriage return or a
+line feed) is written with a leading apostrophe in CSV and as a text cell in
+XLSX. Amounts stay numbers.
+
+CSV rows end in CRLF, as RFC 4180 specifies. The csv module quotes a cell that
+contains a character of the line terminator, so every cell with a carriage
+return or a line feed is quoted and a reader cannot start a new row inside it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
+
+from models.errors import CashmatchError
 
 ALLOCATION_COLUMNS = (
     "line_ref",
@@ -27,7 +33,9 @@ ALLOCATION_COLUMNS = (
     "anomaly_reasons",
 )
 NUMERIC_COLUMNS = frozenset({"amount", "confidence", "anomaly_score"})
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+TABLE_SUFFIXES = (".csv", ".xlsx")
+CSV_LINE_TERMINATOR = "\r\n"
 # Control characters other than tab, line feed and carriage return.
 XML_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -65,7 +73,7 @@ def write_csv(
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("w", newline="", encoding="utf-8") as handle:
             return write_csv(rows, columns, handle)
-    writer = csv.writer(target, lineterminator="\n")
+    writer = csv.writer(target, lineterminator=CSV_LINE_TERMINATOR)
     writer.writerow(columns)
     count = 0
     for row in rows:
@@ -79,6 +87,40 @@ def csv_text(rows: Iterable[dict], columns: Sequence[str]) -> str:
     buffer = io.StringIO()
     write_csv(rows, columns, buffer)
     return buffer.getvalue()
+
+
+class UnsupportedTableFormat(CashmatchError):
+    """An output file whose suffix names no table format Cashmatch writes."""
+
+
+def check_table_suffix(path: Path) -> None:
+    """Raise UnsupportedTableFormat unless `path` ends in .csv or .xlsx."""
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        return
+
+    suffix = repr(path.suffix) if path.suffix else "no suffix"
+    raise UnsupportedTableFormat(
+        f"cannot write {path}: {suffix} is not one of {', '.join(TABLE_SUFFIXES)}; "
+        "name the file like report.csv or report.xlsx"
+    )
+
+
+def write_table(
+    rows: Iterable[dict], columns: Sequence[str], path: Path, *, title: str
+) -> int:
+    """Write rows as CSV or XLSX, chosen by the suffix of `path`.
+
+    Returns the number of rows. Raises UnsupportedTableFormat for any suffix
+    other than .csv and .xlsx, before anything is written.
+    """
+    check_table_suffix(path)
+    if path.suffix.lower() == ".csv":
+        return write_csv(rows, columns, path)
+
+    rows = list(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(xlsx_bytes(rows, columns, title=title))
+    return len(rows)
 
 
 def xlsx_bytes(rows: Iterable[dict], columns: Sequence[str], *, title: str) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import func
@@ -36,10 +36,15 @@ log = logging.getLogger("cashmatch.service")
 
 ORDER_STATUSES = ("open", "partly_paid", "paid", "closed", "cancelled")
 BOOKED_TARGETS = ("order", "fee")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class UnknownCustomer(CashmatchError):
     """An order or invoice names a customer that was never loaded."""
+
+
+class OrderCustomerConflict(CashmatchError):
+    """An order update that would move an order with payments to another customer."""
 
 
 @dataclass
@@ -126,11 +131,13 @@ def upsert_orders(
     not have known them yet. A cancelled order releases what was paid to it
     to the customer's prepayment balance.
     """
-    as_of = as_of or utcnow()
+    as_of = _as_utc(as_of or utcnow())
     records = list(records)
     report = LoadReport()
     known_customers = set(session.exec(select(Customer.customer_id)).all())
     existing = _orders_by_id(session, [record.order_id for record in records])
+    _check_customer_changes(session, records, existing)
+
     booked = _booked_since(session, list(existing), as_of)
     for record in records:
         if record.customer_id not in known_customers:
@@ -165,6 +172,67 @@ def upsert_orders(
     return report
 
 
+def _as_utc(moment: datetime) -> datetime:
+    # Booking times are stored in UTC. SQLite compares the stored wall-clock
+    # text, so an `as_of` in another offset has to be converted first. A
+    # naive `as_of` is taken as UTC.
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _check_customer_changes(
+    session: Session, records: list[OrderRecord], existing: dict[str, SalesOrder]
+) -> None:
+    """Raise OrderCustomerConflict if a record moves an order with payments booked.
+
+    The confirmed allocations and balance applications of such an order
+    belong to its current customer, so they would point at another
+    customer's order.
+    """
+    moved = [
+        record
+        for record in records
+        if record.order_id in existing
+        and existing[record.order_id].customer_id != record.customer_id
+    ]
+    if not moved:
+        return
+
+    paid = _paid_to_orders(session, [record.order_id for record in moved])
+    for record in moved:
+        amount = paid.get(record.order_id, ZERO)
+        if amount == ZERO:
+            continue
+        owner = existing[record.order_id].customer_id
+        raise OrderCustomerConflict(
+            f"order {record.order_id} belongs to customer {owner} and has "
+            f"{amount} booked to it in Cashmatch, so it cannot move to customer "
+            f"{record.customer_id}. Reverse the allocations and balance "
+            f"applications of {record.order_id} first, then send the order again"
+        )
+
+
+def _paid_to_orders(session: Session, order_ids: list[str]) -> dict[str, Decimal]:
+    """Return what confirmed allocations and balance applications put on orders."""
+    paid: dict[str, Decimal] = {}
+    for start in range(0, len(order_ids), 500):
+        query = (
+            select(Allocation.order_id, func.sum(Allocation.amount))
+            .where(
+                Allocation.order_id.in_(order_ids[start : start + 500]),
+                Allocation.status == "confirmed",
+                Allocation.target.in_(BOOKED_TARGETS),
+            )
+            .group_by(Allocation.order_id)
+        )
+        paid.update(session.exec(query).all())
+    applied = ledger.applied_since(session, order_ids, EPOCH)
+    for order_id, amount in applied.items():
+        paid[order_id] = paid.get(order_id, ZERO) + amount
+    return paid
+
+
 def _orders_by_id(session: Session, order_ids: list[str]) -> dict[str, SalesOrder]:
     found: dict[str, SalesOrder] = {}
     for start in range(0, len(order_ids), 500):
@@ -192,23 +260,48 @@ def _apply_order_record(
 def _booked_since(
     session: Session, order_ids: list[str], since: datetime
 ) -> dict[str, Decimal]:
-    """Return what confirmed allocations took off each order after `since`."""
+    """Return what Cashmatch's bookings took off each order after `since`, net.
+
+    An allocation confirmed after `since` takes its amount off. One that was
+    confirmed before `since` and reversed after it gives its amount back,
+    because the ERP's open amount as of `since` still lacks it.
+    """
     found: dict[str, Decimal] = {}
     for start in range(0, len(order_ids), 500):
-        query = (
-            select(Allocation.order_id, func.sum(Allocation.amount))
-            .where(
-                Allocation.order_id.in_(order_ids[start : start + 500]),
-                Allocation.status == "confirmed",
-                Allocation.target.in_(BOOKED_TARGETS),
-                Allocation.confirmed_at > since,
-            )
-            .group_by(Allocation.order_id)
-        )
-        found.update(session.exec(query).all())
+        chunk = order_ids[start : start + 500]
+        found.update(session.exec(_confirmed_since(chunk, since)).all())
+        for order_id, amount in session.exec(_reversed_since(chunk, since)).all():
+            found[order_id] = found.get(order_id, ZERO) - amount
     for order_id, amount in ledger.applied_since(session, order_ids, since).items():
         found[order_id] = found.get(order_id, ZERO) + amount
     return found
+
+
+def _confirmed_since(order_ids: list[str], since: datetime):
+    return (
+        select(Allocation.order_id, func.sum(Allocation.amount))
+        .where(
+            Allocation.order_id.in_(order_ids),
+            Allocation.status == "confirmed",
+            Allocation.target.in_(BOOKED_TARGETS),
+            Allocation.confirmed_at > since,
+        )
+        .group_by(Allocation.order_id)
+    )
+
+
+def _reversed_since(order_ids: list[str], since: datetime):
+    return (
+        select(Allocation.order_id, func.sum(Allocation.amount))
+        .where(
+            Allocation.order_id.in_(order_ids),
+            Allocation.status == "reversed",
+            Allocation.target.in_(BOOKED_TARGETS),
+            Allocation.confirmed_at <= since,
+            Allocation.reversed_at > since,
+        )
+        .group_by(Allocation.order_id)
+    )
 
 
 def order_status(erp_status: str, order: SalesOrder) -> str:

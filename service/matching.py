@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from ingest.records import StatementRecord
@@ -20,7 +21,7 @@ from matcher.index import DUPLICATE_WINDOW, MatchIndex, RecentCredits
 from matcher.pipeline import AUTO, REVIEW, UNMATCHED, LineResult, Matcher, MatchModel
 from models.errors import AllocationConflict
 from models.money import from_cents
-from models.tables import ReviewTask, StatementLine
+from models.tables import Allocation, AuditEvent, ReviewTask, StatementLine, utcnow
 from service import booking
 from service.auditing import sample_for_audit
 from service.booking import Part
@@ -31,6 +32,9 @@ from service.settings import Settings
 log = logging.getLogger("cashmatch.service")
 
 SHOWN_CANDIDATES = 5
+REVERSED = "reversed"
+# Statuses of the credits that a bank reversal can cancel.
+CANCELLABLE_STATUSES = booking.OPEN_LINE_STATUSES + ("allocated",)
 
 
 @dataclass
@@ -186,6 +190,14 @@ def _store(
     import_reasons = set(line.anomaly_reasons or ())
     _record_verdict(line, result, import_reasons)
 
+    if line.status == REVERSED:
+        # A bank reversal cancelled the credit, for example one earlier in
+        # this batch, so there is no money left to book or to review.
+        reasons.append("cancelled by a bank reversal")
+        line.decision = decision
+        session.add(line)
+        return LineOutcome(line, result, decision, reasons)
+
     if decision == AUTO and FOREIGN_CURRENCY in import_reasons:
         # The matcher compares the line's currency with the order's only, so
         # a line in another currency than its account could reach a balance.
@@ -261,34 +273,126 @@ def _book_auto(
 def _reverse_cancelled_credit(
     session: Session, line: StatementLine, actor: str
 ) -> list[str]:
-    """Reverse the allocations of the credit a bank reversal cancels."""
+    """Mark the credit a bank reversal cancels as reversed.
+
+    An allocated credit has its allocations reversed. A credit that was never
+    allocated loses its proposals and its open review task, so no clerk books
+    money the bank took back.
+    """
     original = _cancelled_credit(session, line)
     line.status = "reversal"
     if original is None:
-        return ["bank reversal; no earlier credit of this amount is allocated"]
-    booking.reverse(
-        session,
-        original,
-        actor=actor,
-        reason=f"reversed by the bank in line {line.line_ref}",
-        reopen_as="reversed",
-    )
-    return [f"bank reversal of line {original.line_ref}; its allocations reversed"]
+        return ["bank reversal; no earlier credit of this amount found"]
+
+    reason = f"reversed by the bank in line {line.line_ref}"
+    previous_status = original.status
+    if previous_status != "allocated" and _claim_open_credit(session, original):
+        _close_open_credit(session, original, line, actor, reason, previous_status)
+        return [f"bank reversal of line {original.line_ref}; it had no allocations"]
+
+    # If a clerk booked the credit after it was read, its allocations are
+    # reversed like those of any allocated credit.
+    if original.status == "allocated":
+        booking.reverse(
+            session, original, actor=actor, reason=reason, reopen_as=REVERSED
+        )
+        return [f"bank reversal of line {original.line_ref}; its allocations reversed"]
+    return ["bank reversal; no earlier credit of this amount found"]
 
 
 def _cancelled_credit(session: Session, line: StatementLine) -> StatementLine | None:
+    """Return the latest credit of the reversed amount that is open or allocated.
+
+    An allocated credit comes before an open one of the same day, because
+    its booking has to be undone.
+    """
     query = (
         select(StatementLine)
         .where(
             StatementLine.account == line.account,
             StatementLine.amount == -line.amount,
-            StatementLine.status == "allocated",
+            StatementLine.status.in_(CANCELLABLE_STATUSES),
+            StatementLine.is_reversal.is_(False),
             StatementLine.booking_date <= line.booking_date,
             StatementLine.id != line.id,
         )
-        .order_by(StatementLine.booking_date.desc(), StatementLine.id.desc())
+        .order_by(
+            StatementLine.booking_date.desc(),
+            (StatementLine.status == "allocated").desc(),
+            StatementLine.id.desc(),
+        )
     )
     return session.exec(query).first()
+
+
+def _claim_open_credit(session: Session, credit: StatementLine) -> bool:
+    """Mark an open credit reversed, unless a concurrent change moved it first."""
+    claimed = session.execute(
+        update(StatementLine)
+        .where(
+            StatementLine.id == credit.id,
+            StatementLine.status.in_(booking.OPEN_LINE_STATUSES),
+        )
+        .values(status=REVERSED, version=StatementLine.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(credit)
+    return claimed.rowcount == 1
+
+
+def _close_open_credit(
+    session: Session,
+    credit: StatementLine,
+    reversal: StatementLine,
+    actor: str,
+    reason: str,
+    previous_status: str,
+) -> None:
+    """Reject the proposals of a reversed credit, close its task and audit it."""
+    now = utcnow()
+    proposals = session.exec(
+        select(Allocation).where(
+            Allocation.line_id == credit.id, Allocation.status == "proposed"
+        )
+    ).all()
+    for proposal in proposals:
+        proposal.status = "rejected"
+        session.add(proposal)
+
+    tasks = session.exec(
+        select(ReviewTask).where(
+            ReviewTask.line_id == credit.id, ReviewTask.status == "open"
+        )
+    ).all()
+    for task in tasks:
+        task.status = "closed"
+        task.decided_by = actor
+        task.decided_at = now
+        task.version += 1
+        session.add(task)
+
+    session.add(
+        AuditEvent(
+            actor=actor,
+            action="bank_reversal",
+            entity="statement_line",
+            entity_id=str(credit.id),
+            detail={
+                "line_ref": credit.line_ref,
+                "reversal_line_ref": reversal.line_ref,
+                "previous_status": previous_status,
+                "proposals_rejected": len(proposals),
+                "review_tasks_closed": [task.id for task in tasks],
+                "reason": reason,
+            },
+        )
+    )
+    log.info(
+        "line %s reversed by the bank in line %s; %d review tasks closed",
+        credit.line_ref,
+        reversal.line_ref,
+        len(tasks),
+    )
 
 
 def _open_task(

@@ -24,7 +24,7 @@ from service.cases import (
     store_history,
     store_statement_file,
 )
-from service.exports import ALLOCATION_COLUMNS, write_csv
+from service.exports import ALLOCATION_COLUMNS, check_table_suffix, write_table
 from service.matching import match_lines
 from service.results import line_rows
 from service.serving import current_model
@@ -54,7 +54,13 @@ def reconcile(
     database_url: str | None = None,
     settings: Settings | None = None,
 ) -> ReconcileReport:
-    """Reconcile a case folder and write the allocations output to `out`."""
+    """Reconcile a case folder and write the allocations output to `out`.
+
+    `out` is a .csv or .xlsx file. Raises UnsupportedTableFormat for any
+    other suffix before the run starts.
+    """
+    if out is not None:
+        check_table_suffix(out)
     settings = settings or Settings()
     statement = statement or find_statement(folder)
     with tempfile.TemporaryDirectory(prefix="cashmatch-") as scratch:
@@ -69,7 +75,7 @@ def reconcile(
         settings = settings.model_copy(update={"database_url": database_url})
         report = _run(folder, statement, settings)
     if out is not None:
-        write_csv(report.rows, ALLOCATION_COLUMNS, out)
+        write_table(report.rows, ALLOCATION_COLUMNS, out, title="allocations")
     return report
 
 

@@ -35,7 +35,7 @@ from models.tables import (
     StatementLine,
 )
 from service import ledger
-from service.exports import ALLOCATION_COLUMNS, write_csv
+from service.exports import ALLOCATION_COLUMNS, write_table
 from service.results import line_rows
 
 # (column, first day, last day) of each ageing bucket; None is open-ended.
@@ -73,7 +73,10 @@ DEFAULT_FEE_MAX = Decimal("50.00")
 
 
 def status_report(session: Session, *, out: Path | None = None) -> str:
-    """Return counts of lines by status and decision; export rows to `out`."""
+    """Return counts of lines by status and decision; export rows to `out`.
+
+    `out` is a .csv or .xlsx file of the allocations of every stored line.
+    """
     lines = session.exec(select(StatementLine).order_by(StatementLine.id)).all()
     statuses = Counter(line.status for line in lines)
     decisions = Counter(line.decision or "-" for line in lines)
@@ -87,7 +90,8 @@ def status_report(session: Session, *, out: Path | None = None) -> str:
         f"open review tasks: {len(open_tasks)}",
     ]
     if out is not None:
-        count = write_csv(line_rows(session, lines), ALLOCATION_COLUMNS, out)
+        rows = line_rows(session, lines)
+        count = write_table(rows, ALLOCATION_COLUMNS, out, title="allocations")
         text.append(f"wrote {count} allocation rows to {out}")
     return "\n".join(text)
 
@@ -795,6 +799,9 @@ def _statement_balances(
     ending = [
         p for p in periods if first <= p[2] <= last and p[0].closing_balance is not None
     ]
+    # NOTE: ImportBatch does not store the date of the closing balance (the
+    # :62F: date of MT940), so a statement ends on its last line's day here.
+    # A statement whose last line is before its closing date is dated early.
     if not ending:
         return opening, None, None
     batch, _, end = max(ending, key=lambda p: (p[2], p[0].id))
@@ -978,7 +985,7 @@ def reconciliation_rows(report: Reconciliation) -> list[dict]:
             "bank",
             "closing_balance",
             report.closing_balance,
-            detail=report.closing_day.isoformat() if report.closing_day else "",
+            detail=_closing_detail(report.closing_day),
         ),
     ]
     rows += [
@@ -999,6 +1006,12 @@ def reconciliation_rows(report: Reconciliation) -> list[dict]:
     return rows
 
 
+def _closing_detail(closing_day: date | None) -> str:
+    if closing_day is None:
+        return ""
+    return f"statement's last line on {closing_day.isoformat()}"
+
+
 def _rec_row(section, item, amount, *, line_ref: str = "", detail: str = "") -> dict:
     return {
         "section": section,
@@ -1011,14 +1024,6 @@ def _rec_row(section, item, amount, *, line_ref: str = "", detail: str = "") -> 
 
 # Tables for export -------------------------------------------------------------------
 
-REPORT_NAMES = (
-    "balances",
-    "unmatched",
-    "anomalies",
-    "customer-anomalies",
-    "reminders",
-    "reconciliation",
-)
 CUSTOMER_ANOMALY_COLUMNS = (
     "customer_id",
     "name",
@@ -1041,50 +1046,46 @@ class ReportOptions:
     month: str | None = None
 
 
-def report_table(
-    session: Session, name: str, options: ReportOptions
-) -> tuple[tuple[str, ...], list[dict]]:
+Table = tuple[tuple[str, ...], list[dict]]
+
+
+def report_table(session: Session, name: str, options: ReportOptions) -> Table:
     """Return the columns and rows of a named report, for CSV and XLSX."""
-    if name == "balances":
-        return BALANCE_COLUMNS, balance_rows(session, as_of=options.as_of)
-    if name == "unmatched":
-        rows = unmatched_rows(session, as_of=options.as_of, account=options.account)
-        return UNMATCHED_COLUMNS, rows
-    if name == "anomalies":
-        rows = anomaly_rows(
-            session,
-            as_of=options.as_of,
-            unused_days=options.unused_days,
-            fee_max=options.fee_max,
+    build = REPORT_TABLES.get(name)
+    if build is None:
+        raise ledger.InvalidLedgerRequest(
+            f"report {name!r} is not one of {', '.join(REPORT_NAMES)}"
         )
-        return ANOMALY_COLUMNS, rows
-    if name == "customer-anomalies":
-        return CUSTOMER_ANOMALY_COLUMNS, _customer_anomaly_rows(session, options)
-    if name == "reminders":
-        rows = reminder_rows(
-            session, as_of=options.as_of, unused_days=options.unused_days
-        )
-        return REMINDER_COLUMNS, rows
-    if name == "reconciliation":
-        if not options.account or not options.month:
-            raise ledger.InvalidLedgerRequest(
-                "the reconciliation needs an account and a month like 2025-06"
-            )
-        report = reconciliation(session, account=options.account, month=options.month)
-        return RECONCILIATION_COLUMNS, reconciliation_rows(report)
-    raise ledger.InvalidLedgerRequest(
-        f"report {name!r} is not one of {', '.join(REPORT_NAMES)}"
+    return build(session, options)
+
+
+def _balances_table(session: Session, options: ReportOptions) -> Table:
+    return BALANCE_COLUMNS, balance_rows(session, as_of=options.as_of)
+
+
+def _unmatched_table(session: Session, options: ReportOptions) -> Table:
+    rows = unmatched_rows(session, as_of=options.as_of, account=options.account)
+    return UNMATCHED_COLUMNS, rows
+
+
+def _anomalies_table(session: Session, options: ReportOptions) -> Table:
+    rows = anomaly_rows(
+        session,
+        as_of=options.as_of,
+        unused_days=options.unused_days,
+        fee_max=options.fee_max,
     )
+    return ANOMALY_COLUMNS, rows
 
 
-def _customer_anomaly_rows(session: Session, options: ReportOptions) -> list[dict]:
+def _customer_anomalies_table(session: Session, options: ReportOptions) -> Table:
     anomalies = customer_anomalies(
         session,
         as_of=options.as_of,
         unused_days=options.unused_days,
         fee_max=options.fee_max,
     )
-    return [
+    rows = [
         {
             "customer_id": a.customer_id,
             "name": a.name,
@@ -1096,3 +1097,34 @@ def _customer_anomaly_rows(session: Session, options: ReportOptions) -> list[dic
         }
         for a in anomalies
     ]
+    return CUSTOMER_ANOMALY_COLUMNS, rows
+
+
+def _reminders_table(session: Session, options: ReportOptions) -> Table:
+    rows = reminder_rows(session, as_of=options.as_of, unused_days=options.unused_days)
+    return REMINDER_COLUMNS, rows
+
+
+def _reconciliation_table(session: Session, options: ReportOptions) -> Table:
+    if not options.account or not options.month:
+        raise ledger.InvalidLedgerRequest(
+            "the reconciliation needs an account and a month like 2025-06"
+        )
+    report = reconciliation(session, account=options.account, month=options.month)
+    return RECONCILIATION_COLUMNS, reconciliation_rows(report)
+
+
+# The reports that are tables, in the order lists and menus show them.
+REPORT_TABLES = {
+    "balances": _balances_table,
+    "unmatched": _unmatched_table,
+    "anomalies": _anomalies_table,
+    "customer-anomalies": _customer_anomalies_table,
+    "reminders": _reminders_table,
+    "reconciliation": _reconciliation_table,
+}
+REPORT_NAMES = tuple(REPORT_TABLES)
+# `status` prints counts and can export the allocations, so it is a report
+# but not a table of its own.
+STATUS_REPORT = "status"
+ALL_REPORT_NAMES = (STATUS_REPORT, *REPORT_NAMES)

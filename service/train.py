@@ -37,7 +37,18 @@ from models.errors import CashmatchError, ModelNotReady
 from models.tables import AuditEvent, Label, ModelVersion, utcnow
 from service.cases import case_data, read_history
 from service.settings import Settings
-from training.evaluation import DEFAULT_EVAL_SHARE, required_labels, write_calibration
+from training.case import replay_history
+from training.dataset import parallel_workers, worker_pool
+from training.evaluation import (
+    DEFAULT_EVAL_SHARE,
+    Evaluation,
+    compare,
+    evaluate_model,
+    evaluation_start,
+    required_labels,
+    split_by_time,
+    write_calibration,
+)
 from training.labels import LabelSet, collect_labels, labels_from_case
 from training.learning import LearningRun, LearningSettings, run_learning
 from training.registry import (
@@ -184,12 +195,7 @@ def train(
         training=training,
         learning=learning,
     )
-    run = run_learning(
-        prepared.labels,
-        prepared.learning,
-        serving=prepared.serving,
-        eval_from=prepared.eval_from,
-    )
+    run = learn(prepared)
     logged = log_run(prepared, run, settings, actor=actor)
     return finish_training(
         session,
@@ -230,12 +236,7 @@ def train_with_engine(
             learning=learning,
         )
     read = time.perf_counter() - clock
-    run = run_learning(
-        prepared.labels,
-        prepared.learning,
-        serving=prepared.serving,
-        eval_from=prepared.eval_from,
-    )
+    run = learn(prepared)
     run.seconds = {"read_labels": read, **run.seconds}
     clock = time.perf_counter()
     logged = log_run(prepared, run, settings, actor=actor)
@@ -291,6 +292,77 @@ def prepare_training(
         serving_version=serving_version,
         eval_from=eval_from,
     )
+
+
+def learn(prepared: PreparedTraining, *, workers: int | None = None) -> LearningRun:
+    """Run `run_learning`, evaluating the serving model in a worker meanwhile.
+
+    The serving model is evaluated from the same index as the new one, which
+    the worker builds by replaying the training lines without labelling
+    them. It fills the core that the single-process steps of the fit and
+    the new model's evaluation leave idle. The result is the same as that
+    of one process.
+    `workers` is passed on to `parallel_workers`, and 1 evaluates here.
+    """
+    labels = prepared.labels
+    if prepared.serving is None or parallel_workers(workers, len(labels.lines)) < 2:
+        return run_learning(
+            labels,
+            prepared.learning,
+            serving=prepared.serving,
+            eval_from=prepared.eval_from,
+        )
+    with worker_pool(1) as pool:
+        serving = pool.submit(
+            evaluate_serving,
+            labels,
+            prepared.learning,
+            prepared.serving,
+            prepared.eval_from,
+        )
+        # NOTE: when the fit raises, leaving the pool still waits for the
+        # serving model's evaluation to end before the error propagates.
+        run = run_learning(labels, prepared.learning, eval_from=prepared.eval_from)
+        evaluation, error, seconds = serving.result()
+    beats, reason = compare(
+        run.evaluation,
+        evaluation,
+        target_precision=prepared.learning.train.target_precision,
+    )
+    if error is not None:
+        reason = f"{reason}; the serving model could not be evaluated: {error}"
+    run.serving = evaluation
+    run.serving_error = error
+    run.beats_serving = beats
+    run.reason = reason
+    run.seconds["evaluate_serving"] = seconds
+    return run
+
+
+def evaluate_serving(
+    labels: LabelSet,
+    learning: LearningSettings,
+    serving: MatchModel,
+    eval_from: date | None,
+) -> tuple[Evaluation | None, str | None, float]:
+    """Evaluate a model on the latest labelled lines, as `run_learning` does.
+
+    Returns the evaluation (None when the model no longer fits the
+    features), the error that stopped it, and the wall seconds taken.
+    """
+    clock = time.perf_counter()
+    split = split_by_time(
+        labels.lines, eval_share=learning.eval_share, eval_from=eval_from
+    )
+    data = labels.case_data(split.train)
+    index, _ = replay_history(data, label=False)
+    start = evaluation_start(index, data.orders, split.eval_from)
+    try:
+        evaluation = evaluate_model(serving, start, split.test)
+    except ModelNotReady as exc:
+        log.warning("serving model %s cannot be evaluated: %s", serving.version, exc)
+        return None, str(exc), time.perf_counter() - clock
+    return evaluation, None, time.perf_counter() - clock
 
 
 def _labels(session: Session, settings: Settings, case: Path | None):

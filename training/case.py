@@ -67,12 +67,14 @@ def replay_history(
     settings: MatchSettings | None = None,
     label: bool = True,
     blocks: int = 0,
+    workers: int | None = None,
 ) -> tuple[MatchIndex, Replay]:
     """Replay the history into a fresh index.
 
     Returns the index with the export's open amounts and what the replay
     produced: training examples (none unless `label`), the report and, with
-    `blocks`, the history cut into runs for held-out matching.
+    `blocks`, the history cut into runs for held-out matching. `workers` is
+    passed on to `replay`.
     """
     index = history_index(data, settings=settings)
     restored = orders_before(data.orders, data.history_allocations)
@@ -83,6 +85,7 @@ def replay_history(
         orders=restored,
         label=label,
         blocks=blocks,
+        workers=workers,
     )
     index.reset_open(data.orders)
     return index, result

@@ -8,10 +8,14 @@ they were when it arrived, and what earlier lines taught about payers.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import pickle
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -28,6 +32,15 @@ from models.money import to_cents
 
 # Share of labelled lines, in percent, whose memo statistics are hidden.
 MEMO_DROPOUT_PERCENT = 25
+# Below this many lines a replay or a fit stays in one process. A worker
+# process spends about 3 s of CPU importing LightGBM and the matcher, and
+# training on two cores starts six. On 3,000 lines (benchmarks/match_quality.py) that
+# took longer than one process; the cut-off itself is an estimate.
+PARALLEL_MIN_LINES = 10_000
+# Runs of lines per worker process that a replay labels. More runs than
+# workers even out runs that take longer, at the cost of one pickled index
+# per run.
+RUNS_PER_WORKER = 2
 
 log = logging.getLogger("cashmatch.training")
 
@@ -135,6 +148,7 @@ def replay(
     orders: Iterable[OrderRecord] = (),
     label: bool = True,
     blocks: int = 0,
+    workers: int | None = None,
 ) -> Replay:
     """Label the candidates of each past line, then book its true allocation.
 
@@ -143,6 +157,10 @@ def replay(
     the lines are only booked, which is enough to learn payer habits. With
     `blocks`, the lines are also cut into that many runs of booking dates,
     each kept with a copy of the index from before it.
+
+    With more than one of `workers` (default: one per usable CPU core),
+    worker processes label runs of lines while this process books the
+    lines; the examples are the same as those of one process.
     """
     by_line: dict[str, list[AllocationRecord]] = defaultdict(list)
     for row in allocations:
@@ -151,31 +169,132 @@ def replay(
         (order for order in orders if order.order_id not in index.orders),
         key=lambda order: (order.order_date, order.order_id),
     )
-
-    examples: list[Example] = []
-    report = ReplayReport()
     ordered = sorted(lines, key=lambda line: (line.booking_date, line.line_ref))
-    starts = set(block_starts(len(ordered), blocks)) if blocks else set()
-    kept: list[HistoryBlock] = []
+    workers = parallel_workers(workers, len(ordered)) if label else 1
     with paused_cyclic_gc():
-        for position, line in enumerate(ordered):
-            if position in starts:
-                snapshot = pickle.dumps(index)
-                kept.append(HistoryBlock(snapshot, list(pending), [], by_line))
-            if kept:
-                kept[-1].lines.append(line)
-            pending = add_placed_orders(index, pending, line.booking_date)
-            truth = by_line.get(line.line_ref, [])
-            if label:
-                examples.append(_label_line(index, line, truth, report))
-            _book_truth(index, line, truth)
+        if workers > 1:
+            result = _replay_in_workers(
+                index, ordered, by_line, pending, blocks, workers
+            )
+        else:
+            result = _replay_here(index, ordered, by_line, pending, blocks, label)
+    report = result.report
     log.info(
         "replayed %d labelled lines: %d with the right candidate, %d without",
         report.lines,
         report.covered,
         report.missed,
     )
+    return result
+
+
+def _replay_here(index, ordered, by_line, pending, blocks, label) -> Replay:
+    examples: list[Example] = []
+    report = ReplayReport()
+    starts = set(block_starts(len(ordered), blocks)) if blocks else set()
+    kept: list[HistoryBlock] = []
+    for position, line in enumerate(ordered):
+        if position in starts:
+            snapshot = pickle.dumps(index)
+            kept.append(HistoryBlock(snapshot, list(pending), [], by_line))
+        if kept:
+            kept[-1].lines.append(line)
+        pending = add_placed_orders(index, pending, line.booking_date)
+        truth = by_line.get(line.line_ref, [])
+        if label:
+            examples.append(_label_line(index, line, truth, report))
+        _book_truth(index, line, truth)
     return Replay(examples, report, kept)
+
+
+def _replay_in_workers(index, ordered, by_line, pending, blocks, workers) -> Replay:
+    """Book every line here and hand runs of lines to workers to label.
+
+    Labelling only reads the index, so a worker that starts from a copy of
+    the index before its run gets the candidates one process would get.
+    """
+    starts = set(block_starts(len(ordered), blocks)) if blocks else set()
+    runs = block_starts(len(ordered), workers * RUNS_PER_WORKER)
+    run_ends = dict(zip(runs, runs[1:] + [len(ordered)]))
+    kept: list[HistoryBlock] = []
+    labelled: list[Future] = []
+    with worker_pool(workers) as pool:
+        for position, line in enumerate(ordered):
+            snapshot = None
+            if position in starts or position in run_ends:
+                snapshot = pickle.dumps(index)
+            if position in starts:
+                kept.append(HistoryBlock(snapshot, list(pending), [], by_line))
+            if position in run_ends:
+                run = ordered[position : run_ends[position]]
+                truth = {item.line_ref: by_line.get(item.line_ref, []) for item in run}
+                labelled.append(
+                    pool.submit(_label_run, snapshot, list(pending), run, truth)
+                )
+            if kept:
+                kept[-1].lines.append(line)
+            pending = add_placed_orders(index, pending, line.booking_date)
+            _book_truth(index, line, by_line.get(line.line_ref, []))
+        parts = [future.result() for future in labelled]
+    examples = [example for part, _ in parts for example in part]
+    report = ReplayReport()
+    for _, counts in parts:
+        report.lines += counts.lines
+        report.covered += counts.covered
+        report.missed += counts.missed
+    return Replay(examples, report, kept)
+
+
+def _label_run(
+    start: bytes,
+    pending: list[OrderRecord],
+    lines: list[StatementRecord],
+    truth: dict[str, list[AllocationRecord]],
+) -> tuple[list[Example], ReplayReport]:
+    """Label and book a run of lines from the pickled index before the run."""
+    index = pickle.loads(start)
+    report = ReplayReport()
+    examples = []
+    with paused_cyclic_gc():
+        for line in lines:
+            pending = add_placed_orders(index, pending, line.booking_date)
+            rows = truth[line.line_ref]
+            examples.append(_label_line(index, line, rows, report))
+            _book_truth(index, line, rows)
+    return examples, report
+
+
+def parallel_workers(workers: int | None, lines: int) -> int:
+    """Return how many worker processes to use for `lines` lines; 1 means none.
+
+    `workers` None means one per CPU core this process may run on, or none
+    below PARALLEL_MIN_LINES lines.
+    """
+    if workers is None:
+        return _usable_cores() if lines >= PARALLEL_MIN_LINES else 1
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    return workers
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Start `workers` fresh Python processes for training jobs.
+
+    They are spawned, not forked. GNU OpenMP, which LightGBM uses, can hang
+    in a child forked after the parent ran OpenMP threads (GCC bug 52303).
+    NOTE: a spawned worker imports the caller's main script again, so a
+    script that trains needs the `if __name__ == "__main__":` guard.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield pool
 
 
 def block_starts(count: int, blocks: int) -> list[int]:

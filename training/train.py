@@ -28,7 +28,9 @@ from training.dataset import (
     Example,
     HistoryBlock,
     add_placed_orders,
+    parallel_workers,
     truth_candidate_key,
+    worker_pool,
 )
 
 log = logging.getLogger("cashmatch.training")
@@ -62,9 +64,9 @@ class HeldOut:
     guarded: np.ndarray | None = None
 
 
-def stack(examples: list[Example]):
+def stack(examples: list[Example], dtype=np.float64):
     """Return the candidate matrix, labels and group sizes of examples."""
-    X = np.vstack([e.features for e in examples])
+    X = np.vstack([e.features for e in examples], dtype=dtype)
     y = np.concatenate([e.labels for e in examples])
     group = np.array([len(e.labels) for e in examples], dtype=np.int32)
     return X, y, group
@@ -95,6 +97,7 @@ def train_model(
     settings: TrainSettings | None = None,
     *,
     blocks: list[HistoryBlock] | None = None,
+    workers: int | None = None,
 ) -> MatchModel:
     """Train a complete MatchModel from labelled examples.
 
@@ -104,6 +107,10 @@ def train_model(
     learns from those results. Without them it learns from the examples,
     which were scored against the true earlier bookings and so are a little
     easier than a statement.
+
+    With blocks and more than one of `workers` (default: one per usable CPU
+    core), the blocks are matched and the shipped ranker is fitted in worker
+    processes. The model is the same as that of one process.
     """
     settings = settings or TrainSettings()
     rankable = [e for e in examples if len(e.labels) >= 2]
@@ -116,12 +123,19 @@ def train_model(
     if settings.folds < 2:
         raise ValueError(f"folds must be at least 2, got {settings.folds}")
 
-    if blocks:
-        held_out = _cross_match(rankable, blocks, settings)
+    workers = parallel_workers(workers, len(rankable))
+    if blocks and workers > 1:
+        held_out, calibration, ranker = _fit_in_workers(
+            rankable, blocks, settings, workers
+        )
     else:
-        held_out = _cross_fit(rankable, settings)
-    calibrator, threshold, precision = _calibrate(held_out, settings)
-    ranker = _fit_ranker(rankable, settings)
+        if blocks:
+            held_out = _cross_match(rankable, blocks, settings)
+        else:
+            held_out = _cross_fit(rankable, settings)
+        calibration = _calibrate(held_out, settings)
+        ranker = _fit_ranker(rankable, settings)
+    calibrator, threshold, precision = calibration
 
     model = MatchModel(
         ranker=ranker,
@@ -168,6 +182,50 @@ def _cross_match(
         ranker = _fit_ranker(rest, settings)
         parts.append(match_block(block, ranker))
     return _join(parts)
+
+
+def _fit_in_workers(
+    examples: list[Example],
+    blocks: list[HistoryBlock],
+    settings: TrainSettings,
+    workers: int,
+):
+    """Match each block and fit the shipped ranker in worker processes.
+
+    Returns the held-out results, the calibration (fitted here while the
+    shipped ranker may still be fitting) and the shipped ranker.
+    """
+    # Every job gets its own process, even beyond `workers`: the blocks take
+    # about as long each, so three blocks on two processes would leave one
+    # process idle while the other matches its second block.
+    with worker_pool(min(len(blocks) + 1, 2 * workers)) as pool:
+        folds = []
+        for block in blocks:
+            inside = {line.line_ref for line in block.lines}
+            rest = [e for e in examples if e.line_ref not in inside]
+            folds.append(
+                pool.submit(_match_fold, _own_truth(block), *_covered(rest), settings)
+            )
+        shipped = pool.submit(_fit_stacked, *_covered(examples), settings)
+        held_out = _join([fold.result() for fold in folds])
+        calibration = _calibrate(held_out, settings)
+        return held_out, calibration, shipped.result()
+
+
+def _own_truth(block: HistoryBlock) -> HistoryBlock:
+    # A block shares the truth of the whole history; a worker needs only
+    # its own lines' allocations.
+    truth = {line.line_ref: block.truth.get(line.line_ref, []) for line in block.lines}
+    return HistoryBlock(block.start, block.pending, block.lines, truth)
+
+
+def _covered(examples: list[Example]):
+    # float32, as the ranker fits on, halves what is sent to a worker.
+    return stack([e for e in examples if e.covered], dtype=np.float32)
+
+
+def _match_fold(block: HistoryBlock, X, y, group, settings: TrainSettings) -> HeldOut:
+    return match_block(block, _fit_stacked(X, y, group, settings))
 
 
 def _join(parts: list[HeldOut]) -> HeldOut:
@@ -225,7 +283,10 @@ def _books_truth(candidate, truth: tuple) -> bool:
 
 def _fit_ranker(examples: list[Example], settings: TrainSettings) -> CandidateRanker:
     covered = [e for e in examples if e.covered]
-    X, y, group = stack(covered)
+    return _fit_stacked(*stack(covered), settings)
+
+
+def _fit_stacked(X, y, group, settings: TrainSettings) -> CandidateRanker:
     return CandidateRanker(
         n_estimators=settings.n_estimators,
         learning_rate=settings.learning_rate,

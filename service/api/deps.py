@@ -1,10 +1,12 @@
 """Dependencies shared by the routes: session, caller, permissions, idempotency."""
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -25,6 +27,7 @@ from service.settings import Settings
 log = logging.getLogger("cashmatch.service")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def get_settings(request: Request) -> Settings:
@@ -111,12 +114,62 @@ def require(permission: str):
 
 
 async def request_fingerprint(request: Request) -> str:
-    """Return the fingerprint of the request's method, path and body."""
-    if request.headers.get("content-type", "").startswith("multipart/"):
+    """Return the fingerprint of the request's method, path and body.
+
+    A JSON body counts by its parsed value, so a retry that serialises the
+    same JSON with other whitespace or key order has the same fingerprint.
+    """
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/"):
         body = await _form_bytes(request)
     else:
         body = await request.body()
+        if _is_json(content_type):
+            body = canonical_json(body)
     return idempotency.request_fingerprint(request.method, request.url.path, body)
+
+
+def _is_json(content_type: str) -> bool:
+    # FastAPI reads a body without a content type as JSON too.
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type in ("", "application/json") or media_type.endswith("+json")
+
+
+def canonical_json(body: bytes) -> bytes:
+    """Return the JSON text of the body with sorted keys and no whitespace.
+
+    Numbers are read as Decimal and written in normalised form, so `240`,
+    `240.0` and `240.00` are one value and no digit is lost to floating
+    point. A body that cannot be parsed, because it is not valid
+    JSON or is nested too deeply, is returned unchanged.
+    """
+    try:
+        value = json.loads(body, parse_float=Decimal, parse_int=Decimal)
+        return _canonical_text(value).encode()
+    except (ValueError, RecursionError):
+        return body
+
+
+def _canonical_text(value) -> str:
+    if isinstance(value, dict):
+        items = sorted(value.items())
+        inner = ",".join(f"{json.dumps(k)}:{_canonical_text(v)}" for k, v in items)
+        return "{" + inner + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_canonical_text(item) for item in value) + "]"
+    if isinstance(value, Decimal):
+        return _number_text(value)
+    return json.dumps(value)
+
+
+def _number_text(number: Decimal) -> str:
+    # The normalised scientific form is one text per value (240 is 2.4E+2),
+    # and unlike fixed-point text it stays short for an exponent like 1e999999.
+    # The context keeps every digit, because rounding would make two values
+    # that differ in the 29th digit one.
+    if number.is_zero():
+        return "0"
+    return str(number.normalize(EXACT))
 
 
 async def _form_bytes(request: Request) -> bytes:

@@ -139,7 +139,7 @@ def test_new_account_of_known_customer(company):
     assert "new_account" in result.anomaly_reasons
 
 
-def test_known_account_counts_master_data(company):
+def test_known_account_names_master_and_payments(company):
     found = company()
     for _ in range(3):
         found.index.learn_payer(customer_id="C1", name=C1_NAME, account=C1_ACCOUNT)
@@ -147,7 +147,8 @@ def test_known_account_counts_master_data(company):
     result = found.match(line("3280.00", name=C1_NAME, account=C1_ACCOUNT))
 
     assert allocation(result) == ("C1", {("SO-4188", D("3280.00"))}, 0, set())
-    assert "payer account seen in 4 earlier payments" in result.reasons
+    assert "payer account in the customer master" in result.reasons
+    assert "payer account seen in 3 earlier payments" in result.reasons
 
 
 def test_deposit_of_order(company):

@@ -97,6 +97,8 @@ def test_reports_cli_status_unchanged(cli_env):
 def test_reports_cli_ledger_apply_and_approve(cli_env):
     _seed(cli_env)
     _book_to_balance()
+    for user in ("clerk-a", "lead-b"):
+        _run("users", "add", user, "--role", "clerk", "--password", "long-enough-1")
 
     applied = _run("ledger", "apply", "C1", "300.00", "--order", "SO-1")
     asked = _run("ledger", "write-off", "C1", "200.00", "--actor", "clerk-a")

@@ -1,0 +1,156 @@
+"""Memos with line breaks stay in one CSV cell and never start a formula."""
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from models.db import make_engine, session_scope
+from models.tables import StatementLine
+from service.app import create_app
+from service.auth import create_api_key
+from service.cli import app
+from service.exports import csv_text, neutralise, write_csv
+from service.settings import Settings
+
+BREAK_MEMOS = ["\r=1+1", "a\n=1+1", "\n@SUM(1)"]
+FORMULA_CHARACTERS = ("=", "+", "-", "@")
+
+
+def _read_back(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def _read_file(path: Path) -> list[list[str]]:
+    # newline="" keeps a carriage return inside a cell as it was written.
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def _assert_no_formula_cell(rows: list[list[str]]) -> None:
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(FORMULA_CHARACTERS), row
+
+
+def test_write_csv_quotes_line_breaks(tmp_path):
+    rows = [
+        {"line_ref": f"L{number}", "amount": "1.00", "memo": memo}
+        for number, memo in enumerate(BREAK_MEMOS, start=1)
+    ]
+    out = tmp_path / "memos.csv"
+
+    count = write_csv(rows, ("line_ref", "amount", "memo"), out)
+
+    read = _read_file(out)
+    assert count == 3
+    assert len(read) == 4
+    assert [row[2] for row in read[1:]] == ["'\r=1+1", "a\n=1+1", "'\n@SUM(1)"]
+    _assert_no_formula_cell(read)
+
+
+def test_csv_text_rows_end_in_crlf():
+    text = csv_text([{"memo": "plain"}], ("memo",))
+
+    assert text == "memo\r\nplain\r\n"
+
+
+@pytest.fixture
+def client(database_url, engine, tmp_path, cold_start_dir):
+    settings = Settings(
+        database_url=database_url, data_dir=tmp_path, cold_start_dir=cold_start_dir
+    )
+    application = create_app(settings, engine=engine, review_page=False)
+    with TestClient(application) as client:
+        yield client
+
+
+@pytest.fixture
+def erp(engine) -> dict[str, str]:
+    with session_scope(engine) as session:
+        return {"X-API-Key": create_api_key(session, "erp", role="erp", actor="test")}
+
+
+def test_review_tasks_csv_keeps_rows(client, erp):
+    lines = [
+        {
+            "line_ref": f"R{number}",
+            "booking_date": "2025-06-10",
+            "amount": f"1{number}.00",
+            "memo": memo,
+            "counterparty_name": "Unknown payer",
+        }
+        for number, memo in enumerate(BREAK_MEMOS, start=1)
+    ]
+    matched = client.post("/v1/match", headers=erp, json={"lines": lines})
+
+    response = client.get("/v1/exports/review-tasks.csv", headers=erp)
+
+    assert matched.status_code == 200, matched.text
+    assert response.status_code == 200, response.text
+    read = _read_back(response.content.decode("utf-8-sig"))
+    header = read[0]
+    memos = {
+        row[header.index("line_ref")]: row[header.index("memo")] for row in read[1:]
+    }
+    assert len(read) == 1 + len(BREAK_MEMOS)
+    assert memos == {
+        f"R{number}": neutralise(memo)
+        for number, memo in enumerate(BREAK_MEMOS, start=1)
+    }
+    _assert_no_formula_cell(read)
+
+
+@pytest.fixture
+def cli_database(database_url, tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("CASHMATCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CASHMATCH_DATABASE_URL", database_url)
+    return database_url
+
+
+def _stored_memos(database_url: str) -> dict[str, str]:
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        lines = session.exec(select(StatementLine)).all()
+        memos = {line.line_ref: line.memo for line in lines}
+    engine.dispose()
+    return memos
+
+
+def _write_statement(path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["line_ref", "booking_date", "amount", "currency", "memo", "bank_reference"]
+        )
+        for number, memo in enumerate(BREAK_MEMOS, start=1):
+            writer.writerow(
+                [f"L{number}", "2025-06-10", f"1{number}.00", "CNY", memo, f"B{number}"]
+            )
+
+
+def test_unmatched_report_csv_keeps_rows(cli_database, tmp_path):
+    statement = tmp_path / "statement.csv"
+    _write_statement(statement)
+    out = tmp_path / "un.csv"
+    runner = CliRunner()
+
+    imported = runner.invoke(app, ["import", str(statement)])
+    written = runner.invoke(app, ["report", "unmatched", "--out", str(out)])
+
+    assert imported.exit_code == 0, imported.output
+    assert written.exit_code == 0, written.output
+    read = _read_file(out)
+    header = read[0]
+    memos = {
+        row[header.index("line_ref")]: row[header.index("memo")] for row in read[1:]
+    }
+    stored = _stored_memos(cli_database)
+    assert len(read) == 1 + len(BREAK_MEMOS)
+    assert memos == {ref: neutralise(memo) for ref, memo in stored.items()}
+    assert any("\n" in memo for memo in memos.values())
+    _assert_no_formula_cell(read)
