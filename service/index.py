@@ -32,6 +32,8 @@ from service.ledger import balance_layers
 from service.settings import Settings
 
 OPEN_STATUSES = ("open", "partly_paid")
+# NOTE: for this long after a bulk upsert of orders every sync compares
+# each order the upsert touched; a change sequence would avoid it.
 SYNC_OVERLAP = timedelta(seconds=30)
 
 log = logging.getLogger("cashmatch.service")
