@@ -26,12 +26,14 @@ from collections import defaultdict
 
 from features.text import normalize_account
 from matcher.baseline import baseline_match
+from matcher.index import MatchSettings
 from matcher.pipeline import Matcher, allocation_rows
+from models.money import to_cents
 from training.case import train_from_history
 from training.metrics import Metrics, Rate, evaluate
 from training.synthetic import generate_case
 
-NOTED = ("unidentified", "amount_mismatch", "new_account")
+NOTED = ("unidentified", "amount_mismatch", "new_account", "unused_balance")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -230,7 +232,9 @@ def note_truths(case) -> dict[str, set[str]]:
     - amount_mismatch: money in that no order takes in full (a balance part,
       or no customer at all);
     - new_account: money in from an account that neither the customer master
-      nor any earlier line of that customer showed.
+      nor any earlier line of that customer showed;
+    - unused_balance: money in from a customer whose true balance has been
+      above zero for longer than the matcher's unused-balance days.
     """
     truth = defaultdict(list)
     for row in case.truth:
@@ -246,11 +250,12 @@ def note_truths(case) -> dict[str, set[str]]:
     for line in case.data.history_lines:
         _remember_account(known, line, history_truth[line.line_ref])
 
+    balances = _Balances()
+    for line in sorted(case.data.history_lines, key=_line_order):
+        balances.book(line, history_truth[line.line_ref])
+
     found: dict[str, set[str]] = {name: set() for name in NOTED}
-    ordered = sorted(
-        case.data.statement_lines, key=lambda line: (line.booking_date, line.line_ref)
-    )
-    for line in ordered:
+    for line in sorted(case.data.statement_lines, key=_line_order):
         rows = truth[line.line_ref]
         customer = next((r.customer_id for r in rows if r.customer_id), "")
         if line.amount > 0:
@@ -261,8 +266,38 @@ def note_truths(case) -> dict[str, set[str]]:
             account = normalize_account(line.counterparty_account or "")
             if customer and account and account not in known[customer]:
                 found["new_account"].add(line.line_ref)
+            if customer and balances.unused(customer, line.booking_date):
+                found["unused_balance"].add(line.line_ref)
         _remember_account(known, line, rows)
+        balances.book(line, rows)
     return found
+
+
+def _line_order(line):
+    return (line.booking_date, line.line_ref)
+
+
+class _Balances:
+    """The true prepayment balances, and the day each last rose above zero."""
+
+    def __init__(self) -> None:
+        self.cents: dict[str, int] = defaultdict(int)
+        self.since: dict[str, object] = {}
+
+    def book(self, line, rows) -> None:
+        for row in rows:
+            if row.target != "balance" or not row.customer_id:
+                continue
+            before = self.cents[row.customer_id]
+            self.cents[row.customer_id] = before + to_cents(row.amount)
+            if before <= 0 < self.cents[row.customer_id]:
+                self.since[row.customer_id] = line.booking_date
+
+    def unused(self, customer: str, day) -> bool:
+        since = self.since.get(customer)
+        if since is None or self.cents[customer] <= 0:
+            return False
+        return (day - since).days > MatchSettings().unused_balance_days
 
 
 def _remember_account(known, line, rows) -> None:
