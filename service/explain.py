@@ -69,8 +69,8 @@ def explain_line(
     text = [
         f"{line.line_ref}  {line.booking_date}  {line.amount} {line.currency}  "
         f"{line.counterparty_name!r}  memo {line.memo!r}",
-        f"decision {found['decision']}  confidence {found['confidence'] or 0:.3f}  "
-        f"model {found['model_version']}",
+        f"status {line.status}  decision {found['decision']}  "
+        f"confidence {found['confidence'] or 0:.3f}  model {found['model_version']}",
     ]
     for number, candidate in enumerate(found["candidates"], start=1):
         orders = ", ".join(f"{oid} {amount}" for oid, amount in candidate["orders"])

@@ -92,3 +92,22 @@ def test_load_customer_with_two_spellings_of_one_account(cli_env):
 
     assert result.exit_code == 0, result.output
     assert "customers: 1 created" in result.output
+
+
+def test_explain_shows_status_before_and_after_void(cli_env):
+    runner = CliRunner()
+    folder = EXAMPLES / "mt940-march"
+    runner.invoke(app, ["load", str(folder)])
+    runner.invoke(app, ["import", str(folder / "statement.sta")])
+    runner.invoke(app, ["match"])
+
+    booked = runner.invoke(app, ["explain", "HB0303001"])
+    runner.invoke(app, ["void", "1", "--reason", "wrong account"])
+    voided = runner.invoke(app, ["explain", "HB0303001"])
+
+    assert booked.exit_code == 0, booked.output
+    assert "status allocated  decision auto" in booked.output
+    assert "1. score" in booked.output
+    assert "SO-25031 12800.00" in booked.output
+    assert voided.exit_code == 0, voided.output
+    assert "status voided" in voided.output
