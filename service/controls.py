@@ -447,17 +447,7 @@ def _claim_money_out(
             f"line {line.line_ref} is {line.amount}; a {status} of {amount} "
             f"is paid by a line of {-amount}"
         )
-    claimed = session.execute(
-        update(StatementLine)
-        .where(
-            StatementLine.id == line.id,
-            StatementLine.status.in_(ledger.OPEN_LINE_STATUSES),
-        )
-        .values(status=status, version=StatementLine.version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    session.refresh(line)
-    if claimed.rowcount != 1:
+    if not ledger.claim_open_line(session, line, status):
         raise BalanceConflict(
             f"line {line.line_ref} is {line.status}; only an open money-out line "
             f"can pay a {status}"

@@ -208,6 +208,26 @@ def open_day(session: Session, day: date) -> date:
     return day
 
 
+def claim_open_line(session: Session, line: StatementLine, status: str) -> bool:
+    """Move an open line to `status`, unless a concurrent change moved it first.
+
+    The update is conditional on the line still being open, so of two
+    transactions that race for one line exactly one wins; the line is
+    refreshed either way.
+    """
+    claimed = session.execute(
+        update(StatementLine)
+        .where(
+            StatementLine.id == line.id,
+            StatementLine.status.in_(OPEN_LINE_STATUSES),
+        )
+        .values(status=status, version=StatementLine.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(line)
+    return claimed.rowcount == 1
+
+
 # Balances ----------------------------------------------------------------------
 
 

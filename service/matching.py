@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import update
 from sqlmodel import Session, select
 
 from ingest.records import StatementRecord
@@ -22,7 +21,7 @@ from matcher.pipeline import AUTO, REVIEW, UNMATCHED, LineResult, Matcher, Match
 from models.errors import AllocationConflict
 from models.money import from_cents
 from models.tables import Allocation, AuditEvent, ReviewTask, StatementLine, utcnow
-from service import booking
+from service import booking, ledger
 from service.auditing import sample_for_audit
 from service.booking import Part
 from service.imports import FOREIGN_CURRENCY
@@ -327,17 +326,7 @@ def _cancelled_credit(session: Session, line: StatementLine) -> StatementLine | 
 
 def _claim_open_credit(session: Session, credit: StatementLine) -> bool:
     """Mark an open credit reversed, unless a concurrent change moved it first."""
-    claimed = session.execute(
-        update(StatementLine)
-        .where(
-            StatementLine.id == credit.id,
-            StatementLine.status.in_(booking.OPEN_LINE_STATUSES),
-        )
-        .values(status=REVERSED, version=StatementLine.version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    session.refresh(credit)
-    return claimed.rowcount == 1
+    return ledger.claim_open_line(session, credit, REVERSED)
 
 
 def _close_open_credit(
