@@ -226,7 +226,7 @@ def _print_anomalies(ours: Metrics) -> None:
 
 
 def note_truths(case) -> dict[str, set[str]]:
-    """Return, per anomaly note, the statement lines the truth says carry it.
+    """Return, per anomaly note, the statement lines that carry it in truth.
 
     - unidentified: money in that belongs to no customer;
     - amount_mismatch: money in that no order takes in full (a balance part,

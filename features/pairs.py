@@ -133,7 +133,7 @@ def memo_flags(memo: str) -> dict[str, float]:
 def reads_as_advance(memo: str) -> bool:
     """Tell whether a memo's own words call the money a prepayment.
 
-    预 (in advance) starts 预付, 预存 and 预交; English memos say ADVANCE or
+    预 (in advance) starts 预付, 预存 and 预交; English memos use ADVANCE or
     PREPAYMENT.
     """
     if ADVANCE_MORPHEME in memo:

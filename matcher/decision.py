@@ -198,7 +198,8 @@ def reads_as_prepayment(context) -> bool:
     """Tell whether a line's memo calls the money a prepayment.
 
     Either the memo's learned words make the balance the likeliest shape,
-    or the memo's own words say so (`features.pairs.reads_as_advance`).
+    or the memo's own words name a prepayment
+    (`features.pairs.reads_as_advance`).
     """
     if reads_as_advance(context.line.memo):
         return True

@@ -195,7 +195,7 @@ def _options(
 ) -> reports.ReportOptions:
     return reports.ReportOptions(
         as_of=as_of,
-        unused_days=ledger.ledger_settings(settings).unused_balance_days,
+        unused_days=settings.unused_balance_days,
         fee_max=settings.fee_max,
         account=account or None,
         month=month or None,
@@ -280,13 +280,12 @@ def customer_view(
     engine: Engine, settings: Settings, customer_id: str, *, as_of: date, language: str
 ) -> CustomerView:
     """Return a customer's ledger with customer-level and line-level anomalies."""
-    values = ledger.ledger_settings(settings)
     with Session(engine) as session:
         view = ledger.customer_ledger(session, customer_id.strip())
         found = reports.customer_anomalies(
             session,
             as_of=as_of,
-            unused_days=values.unused_balance_days,
+            unused_days=settings.unused_balance_days,
             fee_max=settings.fee_max,
             customer_id=view.customer_id,
         )
@@ -388,7 +387,7 @@ def ask(
     language: str,
 ) -> str:
     """Request a refund or a write-off; return the message for the clerk."""
-    limit = ledger.ledger_settings(settings).approval_limit
+    limit = settings.approval_limit
     try:
         _check_role(clerk, "confirm", language)
         value = parse_amount(amount, language)
@@ -462,7 +461,7 @@ def _failed(action: str, clerk: Clerk | None, target, exc: Exception, language) 
 
 
 def _today(settings: Settings) -> date:
-    return ledger.local_today(ledger.ledger_settings(settings).time_zone)
+    return ledger.local_today(settings.time_zone)
 
 
 # The tab ---------------------------------------------------------------------------

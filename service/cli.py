@@ -550,7 +550,7 @@ def _named_report(session, settings, name, out, as_of, account, month) -> str:
 
     options = reports.ReportOptions(
         as_of=_day(as_of) or ledger.local_today(settings.time_zone),
-        unused_days=ledger.ledger_settings(settings).unused_balance_days,
+        unused_days=settings.unused_balance_days,
         fee_max=settings.fee_max,
         account=account,
         month=month,
@@ -698,7 +698,7 @@ def _money(text: str):
 def _ledger_today(settings) -> object:
     from service import ledger
 
-    return ledger.local_today(ledger.ledger_settings(settings).time_zone)
+    return ledger.local_today(settings.time_zone)
 
 
 @ledger_app.command("show")
@@ -770,7 +770,7 @@ def ledger_refund(
     actor: UserActor = None,
 ) -> None:
     """Request a refund; above the approval limit it waits for a second user."""
-    from service import controls, ledger
+    from service import controls
 
     with database() as (session, settings):
         request = controls.request_refund(
@@ -778,7 +778,7 @@ def ledger_refund(
             customer_id=customer_id,
             amount=_money(amount),
             actor=_user_actor(session, actor, "confirm"),
-            limit=ledger.ledger_settings(settings).approval_limit,
+            limit=settings.approval_limit,
             today=_ledger_today(settings),
             note=note,
             source_line_id=source_line,
@@ -816,7 +816,7 @@ def ledger_fee(
 
 
 def _taking_command(customer_id, kind, amount, line, note, booked_on, actor) -> None:
-    from service import controls, ledger
+    from service import controls
 
     with database() as (session, settings):
         request = controls.request_taking(
@@ -825,7 +825,7 @@ def _taking_command(customer_id, kind, amount, line, note, booked_on, actor) -> 
             kind=kind,
             amount=_money(amount),
             actor=_user_actor(session, actor, "confirm"),
-            limit=ledger.ledger_settings(settings).approval_limit,
+            limit=settings.approval_limit,
             today=_ledger_today(settings),
             note=note,
             line_id=line,

@@ -127,7 +127,7 @@ def invoice_records(session: Session) -> list[InvoiceRecord]:
 
 @dataclass
 class _ConfirmedLine:
-    """What a line's confirmed allocations teach the index."""
+    """The payer, memo and targets of a line with confirmed allocations."""
 
     name: str
     account: str
@@ -208,8 +208,8 @@ def _confirmed_shape(line: _ConfirmedLine, still_open: set[str]) -> str:
     """Return the allocation shape of a confirmed line, as the memo statistics count it.
 
     Whether an order was paid in part is judged by what is open on it now,
-    which a later payment may have closed; the shape is a habit statistic,
-    so this approximation is enough.
+    which a later payment may have closed. The shape only feeds a habit
+    statistic, so this approximation is enough.
     """
     if not line.order_ids:
         return "balance"
@@ -238,8 +238,8 @@ def _sync_balances(session: Session, index: MatchIndex, *, after_id: int = 0) ->
     """Set the prepayment balances of customers with ledger entries above `after_id`.
 
     The balance and the day its oldest unused money arrived come from the
-    ledger, so the matcher's balance features and the unused-balance alert
-    see what the ledger says. Returns the highest entry id seen.
+    ledger, so the matcher's balance features and the unused-balance note
+    agree with the ledger. Returns the highest entry id seen.
     """
     query = select(LedgerEntry.customer_id, LedgerEntry.id).where(
         LedgerEntry.id > after_id
@@ -342,8 +342,8 @@ def _build_cached(session: Session, settings: Settings) -> _CachedIndex:
 def _sync(session: Session, entry: _CachedIndex) -> None:
     started = utcnow()
     # Another process may commit a change stamped a little before our last
-    # sync; reading again from slightly earlier costs nothing, because
-    # every change below is applied as a value, not as a difference.
+    # sync. Reading again from slightly earlier is safe, because every
+    # change below is applied as a value, not as a difference.
     since = entry.synced_at - SYNC_OVERLAP
     index = entry.index
     _sync_customers(session, index, since)

@@ -136,17 +136,6 @@ class InvoiceNotCovered(LedgerError):
     code = "invoice_not_covered"
 
 
-# Settings --------------------------------------------------------------------
-
-
-def ledger_settings(settings: Settings | None = None) -> Settings:
-    """Return the settings the ledger controls read: the service's own.
-
-    Without `settings` they are read from the environment afresh.
-    """
-    return settings if settings is not None else Settings()
-
-
 def local_today(time_zone: str) -> date:
     """Return today's date in the company's time zone."""
     return datetime.now(ZoneInfo(time_zone)).date()
@@ -212,7 +201,7 @@ def claim_open_line(session: Session, line: StatementLine, status: str) -> bool:
     """Move an open line to `status`, unless a concurrent change moved it first.
 
     The update is conditional on the line still being open, so of two
-    transactions that race for one line exactly one wins; the line is
+    transactions that race for one line exactly one wins. The line is
     refreshed either way.
     """
     claimed = session.execute(
@@ -404,8 +393,7 @@ def record_receipt_reversal(
 
 def booking_today(session: Session) -> date:
     """Return today in the company's time zone, or the next open day."""
-    settings = ledger_settings()
-    return open_day(session, local_today(settings.time_zone))
+    return open_day(session, local_today(Settings().time_zone))
 
 
 def _booking_day(session: Session, booked_on: date | None, today: date) -> date:

@@ -347,7 +347,7 @@ def _without_memo_statistics(line: StatementRecord) -> bool:
     """Pick a fixed share of lines to label as if no memo had been learned.
 
     A new company, or memos in words the history never used, give the
-    ranker no memo statistics; these lines teach it to rank on the rest.
+    ranker no memo statistics. These lines teach it to rank on the rest.
     """
     return zlib.crc32(line.line_ref.encode()) % 100 < MEMO_DROPOUT_PERCENT
 

@@ -93,7 +93,7 @@ def _rejections_audited(
 
 
 def _today(settings: Settings) -> date:
-    return ledger.local_today(ledger.ledger_settings(settings).time_zone)
+    return ledger.local_today(settings.time_zone)
 
 
 # Bodies -------------------------------------------------------------------------
@@ -326,11 +326,10 @@ def customer_ledger(
 ) -> CustomerLedgerPublic:
     """Return a customer's balance, entries, open requests and anomalies."""
     view = ledger.customer_ledger(session, customer_id)
-    values = ledger.ledger_settings(settings)
     anomalies = reports.customer_anomalies(
         session,
         as_of=_today(settings),
-        unused_days=values.unused_balance_days,
+        unused_days=settings.unused_balance_days,
         fee_max=settings.fee_max,
         customer_id=customer_id,
     )
@@ -401,14 +400,13 @@ def request_refund(
     write: ConfirmWrite,
 ) -> LedgerRequestPublic:
     """Request a refund; above the approval limit it waits for a second user."""
-    values = ledger.ledger_settings(settings)
     with _rejections_audited(session, write.actor, "refund", "customer", customer_id):
         request = controls.request_refund(
             session,
             customer_id=customer_id,
             amount=body.amount,
             actor=write.actor,
-            limit=values.approval_limit,
+            limit=settings.approval_limit,
             today=_today(settings),
             note=body.note,
             source_line_id=body.source_line_id,
@@ -458,7 +456,6 @@ def _taking(
     settings: Settings,
     write: Idempotency,
 ) -> LedgerRequestPublic:
-    values = ledger.ledger_settings(settings)
     with _rejections_audited(session, write.actor, kind, "customer", customer_id):
         request = controls.request_taking(
             session,
@@ -466,7 +463,7 @@ def _taking(
             kind=kind,
             amount=body.amount,
             actor=write.actor,
-            limit=values.approval_limit,
+            limit=settings.approval_limit,
             today=_today(settings),
             note=body.note,
             line_id=body.line_id,
@@ -651,7 +648,7 @@ def customer_anomalies(
     found = reports.customer_anomalies(
         session,
         as_of=as_of or _today(settings),
-        unused_days=ledger.ledger_settings(settings).unused_balance_days,
+        unused_days=settings.unused_balance_days,
         fee_max=settings.fee_max,
         customer_id=customer_id,
     )
@@ -666,7 +663,7 @@ def _options(
 ) -> reports.ReportOptions:
     return reports.ReportOptions(
         as_of=as_of or _today(settings),
-        unused_days=ledger.ledger_settings(settings).unused_balance_days,
+        unused_days=settings.unused_balance_days,
         fee_max=settings.fee_max,
         account=account,
         month=month,

@@ -113,7 +113,7 @@ def test_anomaly_features_without_history():
     assert values[ANOMALY_FEATURES.index("amount_vs_usual")] == 0.0
 
 
-def test_overpayment_of_named_order_notes_amount_mismatch():
+def test_overpayment_notes_amount_mismatch():
     index = MatchIndex.build(
         [CustomerRecord("C1", "苏州恒达机械设备有限公司")],
         [
@@ -134,7 +134,7 @@ def test_overpayment_of_named_order_notes_amount_mismatch():
     assert "amount_mismatch" in reasons
 
 
-def test_exact_payment_of_named_order_has_no_amount_mismatch():
+def test_exact_payment_no_amount_mismatch():
     index = MatchIndex.build(
         [CustomerRecord("C1", "苏州恒达机械设备有限公司")],
         [

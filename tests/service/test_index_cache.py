@@ -116,7 +116,7 @@ def test_cache_learns_confirmed_payer_account(engine, settings):
             assert index.customers_by_account("9999888877776666") == {"C1": 1}
 
 
-def test_shared_index_batch_does_not_pay_one_order_twice(engine, settings):
+def test_batch_never_pays_order_twice(engine, settings):
     _seed(engine, _order("SO-1", "730.00"))
     cache = IndexCache()
     first = _add_line(engine, "L1", "730.00", "SO-1")
