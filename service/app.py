@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
@@ -59,7 +60,7 @@ def create_app(
         description="Match bank-statement lines to customers, orders and "
         "prepayment balances. Money is sent and returned as decimal strings.",
         responses=ERROR_RESPONSES,
-        lifespan=_run_webhook_dispatcher,
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -89,9 +90,15 @@ def create_app(
 
 
 @asynccontextmanager
-async def _run_webhook_dispatcher(app: FastAPI) -> AsyncIterator[None]:
-    """Deliver webhooks from a thread of this process while it serves."""
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Build the matcher's index, then deliver webhooks while the app serves.
+
+    The index takes seconds to build at 100,000 open orders; building it
+    before the server accepts requests keeps that wait off the first match.
+    """
     from service.webhooks import start_dispatcher
+
+    await anyio.to_thread.run_sync(_build_index, app)
 
     dispatcher = start_dispatcher(
         app.state.engine, settle_seconds=app.state.feed_settle_seconds
@@ -101,6 +108,15 @@ async def _run_webhook_dispatcher(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if dispatcher is not None:
             dispatcher.stop()
+
+
+def _build_index(app: FastAPI) -> None:
+    cache = app.state.index_cache
+    with (
+        session_scope(app.state.engine) as session,
+        cache.use(session, app.state.settings),
+    ):
+        pass
 
 
 def _ensure_serving_model(settings: Settings, engine: Engine) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from ingest.records import CustomerRecord, InvoiceRecord, OrderRecord, StatementRecord
@@ -32,9 +32,25 @@ from service.ledger import balance_layers
 from service.settings import Settings
 
 OPEN_STATUSES = ("open", "partly_paid")
-# NOTE: for this long after a bulk upsert of orders every sync compares
-# each order the upsert touched; a change sequence would avoid it.
+# How far the clocks of two processes that stamp `updated_at` may differ.
+CLOCK_MARGIN = timedelta(seconds=2)
+# NOTE: SQLite cannot list other connections' open transactions, so a sync
+# there reads again everything changed in this last stretch of time.
 SYNC_OVERLAP = timedelta(seconds=30)
+
+# Transactions of other sessions on this database that are open now. A
+# session the role may not inspect shows no state; it counts as hidden.
+_OPEN_TRANSACTIONS = text(
+    """
+    SELECT count(*) FILTER (WHERE state IS NULL),
+           EXTRACT(EPOCH FROM clock_timestamp() - min(xact_start))
+    FROM pg_stat_activity
+    WHERE datname = current_database()
+      AND backend_type = 'client backend'
+      AND pid <> pg_backend_pid()
+      AND (state IS NULL OR state <> 'idle')
+    """
+)
 
 log = logging.getLogger("cashmatch.service")
 
@@ -276,7 +292,7 @@ def _learn_dismissed_memos(session: Session, index: MatchIndex) -> None:
 class _CachedIndex:
     index: MatchIndex
     settings: MatchSettings
-    synced_at: datetime
+    read_since: datetime
     last_allocation_id: int
     last_entry_id: int
     invoice_count: int
@@ -301,6 +317,10 @@ class IndexCache:
         """Yield the up-to-date index; the caller must leave it as it found it."""
         key = session.get_bind().url.render_as_string(hide_password=False)
         wanted = match_settings(settings)
+        # Begin the transaction before taking the lock: on SQLite that takes
+        # the write lock. Taken the other way round, a caller holding our
+        # lock would wait for a writer that waits for our lock.
+        session.connection()
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry.settings != wanted:
@@ -312,7 +332,7 @@ class IndexCache:
 
 
 def _build_cached(session: Session, settings: Settings) -> _CachedIndex:
-    started = utcnow()
+    read_since = utcnow() - _read_again(session)
     index = MatchIndex.build(
         customer_records(session),
         open_order_records(session),
@@ -332,7 +352,7 @@ def _build_cached(session: Session, settings: Settings) -> _CachedIndex:
     return _CachedIndex(
         index=index,
         settings=index.settings,
-        synced_at=started,
+        read_since=read_since,
         last_allocation_id=last_id,
         last_entry_id=last_entry,
         invoice_count=_invoice_count(session),
@@ -340,14 +360,10 @@ def _build_cached(session: Session, settings: Settings) -> _CachedIndex:
 
 
 def _sync(session: Session, entry: _CachedIndex) -> None:
-    started = utcnow()
-    # Another process may commit a change stamped a little before our last
-    # sync. Reading again from slightly earlier is safe, because every
-    # change below is applied as a value, not as a difference.
-    since = entry.synced_at - SYNC_OVERLAP
+    read_since = utcnow() - _read_again(session)
     index = entry.index
-    _sync_customers(session, index, since)
-    _sync_orders(session, index, since)
+    _sync_customers(session, index, entry.read_since)
+    _sync_orders(session, index, entry.read_since)
     count = _invoice_count(session)
     if count != entry.invoice_count:
         for invoice in invoice_records(session):
@@ -357,7 +373,22 @@ def _sync(session: Session, entry: _CachedIndex) -> None:
         session, index, after_id=entry.last_allocation_id
     )
     entry.last_entry_id = _sync_balances(session, index, after_id=entry.last_entry_id)
-    entry.synced_at = started
+    entry.read_since = read_since
+
+
+def _read_again(session: Session) -> timedelta:
+    """Return how far before now the next sync must start reading.
+
+    A change stamped before this sync may still be uncommitted, so the
+    next sync reads from before the oldest transaction open now. Reading a
+    change twice is safe, because every change is applied as a value, not
+    as a difference.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return SYNC_OVERLAP
+    hidden, oldest_age = session.connection().execute(_OPEN_TRANSACTIONS).one()
+    overlap = CLOCK_MARGIN + timedelta(seconds=float(oldest_age or 0))
+    return max(overlap, SYNC_OVERLAP) if hidden else overlap
 
 
 def _sync_customers(session: Session, index: MatchIndex, since: datetime) -> None:

@@ -1,6 +1,8 @@
 """The cached matcher index follows the database between requests."""
 
-from datetime import date
+import time
+from dataclasses import replace
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,6 +13,7 @@ from models.db import session_scope
 from models.money import to_cents
 from models.tables import StatementLine
 from service import booking, master
+from service import index as index_module
 from service.booking import Part
 from service.index import IndexCache, load_index
 from service.matching import match_lines
@@ -97,6 +100,37 @@ def test_cache_sees_new_orders(engine, settings):
         master.upsert_orders(session, [_order("SO-2", "250.00")])
 
     assert _open(cache, engine, settings, "SO-2") == to_cents(Decimal("250.00"))
+
+
+def test_cache_sees_change_committed_after_later_syncs(engine, settings, monkeypatch):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("on SQLite a session that writes keeps every other one out")
+    # Without a margin, only the open transaction keeps the sync reading
+    # from before its change was stamped.
+    monkeypatch.setattr(index_module, "CLOCK_MARGIN", timedelta(0))
+    _seed(engine, _order("SO-1", "730.00"))
+    cache = IndexCache()
+    assert _open(cache, engine, settings, "SO-1") == 73_000
+
+    with session_scope(engine) as writer:
+        master.upsert_orders(
+            writer, [replace(_order("SO-1", "730.00"), open_amount=Decimal("500.00"))]
+        )
+        writer.flush()
+        for _ in range(2):
+            time.sleep(0.05)
+            assert _open(cache, engine, settings, "SO-1") == 73_000
+
+    assert _open(cache, engine, settings, "SO-1") == 50_000
+
+
+def test_sync_reads_again_only_a_margin_when_no_transaction_is_open(engine):
+    with session_scope(engine) as session:
+        read_again = index_module._read_again(session)
+    if engine.dialect.name == "postgresql":
+        assert read_again < index_module.CLOCK_MARGIN + timedelta(seconds=1)
+    else:
+        assert read_again == index_module.SYNC_OVERLAP
 
 
 def test_cache_learns_confirmed_payer_account(engine, settings):
