@@ -21,7 +21,11 @@ from models.db import make_engine, migrate, session_scope
 from service.api import ledger as ledger_api
 from service.api import lines, masterdata, reports, system, tasks, webhooks
 from service.api import models as models_api
-from service.api.errors import BodySizeLimit, install_error_handlers
+from service.api.errors import (
+    BodySizeLimit,
+    ReferencePagePolicy,
+    install_error_handlers,
+)
 from service.api.schemas import ErrorBody
 from service.index import IndexCache
 from service.logging_setup import RequestIdMiddleware
@@ -70,6 +74,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(ReferencePagePolicy, paths=("/docs", "/redoc"))
     # Added last, so it wraps everything and even a 413 carries the id.
     app.add_middleware(RequestIdMiddleware)
     for router in (

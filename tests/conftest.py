@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,17 @@ from models.db import make_engine, migrate
 
 POSTGRES_URL = os.environ.get("CASHMATCH_TEST_POSTGRES_URL", "")
 SAMPLES_DIR = os.environ.get("CASHMATCH_SAMPLES_DIR", "")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+BROWSER_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -116,3 +132,62 @@ def samples_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"CASHMATCH_SAMPLES_DIR={SAMPLES_DIR} is not a folder")
     return path
+
+
+@pytest.fixture(scope="session")
+def playwright_api():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed; apt-get install chromium")
+    return pytest.importorskip(
+        "playwright.sync_api",
+        reason="playwright is not installed; pip install playwright",
+    )
+
+
+@pytest.fixture
+def page(playwright_api, tmp_path):
+    """A page of Debian's Chromium, headless, with a profile of its own."""
+    profile = tmp_path / "chromium-profile"
+    with playwright_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        page = context.new_page()
+        page.set_default_timeout(BROWSER_TIMEOUT_MS)
+        yield page
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def serve():
+    """Return `serving`, which runs an app on 127.0.0.1 for a `with` block."""
+    return serving
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free port of 127.0.0.1 and yield its base URL."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start within 30 s"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -7,10 +7,6 @@ and a task in both languages.
 
 import os
 import re
-import shutil
-import socket
-import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,41 +22,14 @@ from service.booking import balance_of
 from service.settings import Settings
 from training.cold_start import cold_start_model, default_cache_dir
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "clerk-password-1"
-TIMEOUT_MS = 30_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason=f"{CHROMIUM} is not installed; apt-get install chromium",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def playwright_api():
-    return pytest.importorskip(
-        "playwright.sync_api",
-        reason="playwright is not installed; pip install playwright",
-    )
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(tmp_path, serve):
     """Serve a seeded app with uvicorn on a free port of 127.0.0.1."""
-    import uvicorn
-
     cold_start_model(default_cache_dir())
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'cashmatch.db'}",
@@ -71,25 +40,9 @@ def served(tmp_path):
     app = create_app(settings, engine=engine)
     _seed(app, engine)
 
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start within 30 s"
-    yield f"http://127.0.0.1:{server.config.port}/review/", engine
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as base:
+        yield f"{base}/review/", engine
     engine.dispose()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _seed(app, engine) -> None:
@@ -165,24 +118,6 @@ def _task_id(engine, line_ref: str) -> int:
             .where(StatementLine.line_ref == line_ref, ReviewTask.status == "open")
         )
         return session.exec(query).one()
-
-
-@pytest.fixture
-def page(playwright_api, tmp_path):
-    profile = tmp_path / "chromium-profile"
-    with playwright_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        yield page
-        context.close()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 def _expect(playwright_api):
