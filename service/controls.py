@@ -62,11 +62,9 @@ def close_month(
             f"month {month} has not ended (today is {today.isoformat()}); "
             "close it after its last day"
         )
+    ledger.lock_months(session, exclusive=True)
     if session.get(ClosedMonth, month_of(first)) is not None:
         raise MonthClosed(f"month {month_of(first)} is closed already")
-    # NOTE: on PostgreSQL a booking whose transaction read the month as open
-    # before this one commits can still be dated in it. Close a month after
-    # its bookings are done.
     row = ClosedMonth(month=month_of(first), closed_by=actor, note=note[:500])
     try:
         with session.begin_nested():

@@ -38,7 +38,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, update
+from sqlalchemy import case, func, text, update
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
@@ -60,6 +60,10 @@ from models.tables import (
 from service.settings import Settings
 
 log = logging.getLogger("cashmatch.service")
+
+# The PostgreSQL advisory lock that orders bookings with month closes.
+MONTH_LOCK = 0x434D4D4C
+_MONTHS_LOCKED = "cashmatch.months_locked"
 
 KINDS = ("receipt", "application", "refund", "fee", "write_off", "reversal")
 # Entries a clerk may reverse directly. A receipt is undone with its line,
@@ -172,7 +176,28 @@ def closed_months(session: Session) -> list[ClosedMonth]:
 
 def is_closed(session: Session, day: date) -> bool:
     """Tell whether the month of `day` is closed."""
+    lock_months(session)
     return session.get(ClosedMonth, month_of(day)) is not None
+
+
+def lock_months(session: Session, *, exclusive: bool = False) -> None:
+    """Order this transaction with the closing of months, on PostgreSQL.
+
+    Bookings take the lock shared before they read which months are closed,
+    and closing a month takes it exclusive. So a close waits for bookings
+    that read its month as open, and bookings after it read it as closed.
+    SQLite lets one writer in at a time, which orders them already. The
+    lock is held to the end of the transaction.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    connection = session.connection()
+    transaction = session.get_transaction()
+    if session.info.get(_MONTHS_LOCKED) is transaction and not exclusive:
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    connection.execute(text(f"SELECT {function}(:key)"), {"key": MONTH_LOCK})
+    session.info[_MONTHS_LOCKED] = transaction
 
 
 def check_open(session: Session, day: date, *, what: str) -> None:
@@ -191,6 +216,7 @@ def open_day(session: Session, day: date) -> date:
     Automatic bookings use this: money that arrived in a closed month is
     booked at the start of the next open month instead.
     """
+    lock_months(session)
     closed = {row.month for row in closed_months(session)}
     while month_of(day) in closed:
         day = month_end(day.replace(day=1)) + timedelta(days=1)

@@ -4,6 +4,8 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from ingest.records import CustomerRecord, OrderRecord
@@ -240,3 +242,20 @@ def test_month_undo_of_closed_receipt_booked_today(engine):
     assert receipt.booked_on == date(2025, 6, 10)
     assert reversal.reverses_id == receipt.id
     assert reversal.booked_on > date(2025, 6, 30)
+
+
+def test_month_close_waits_for_open_booking(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("on SQLite one writer at a time orders bookings and closes")
+    with session_scope(engine) as booking_session:
+        assert ledger.open_day(booking_session, date(2025, 6, 15)) == date(2025, 6, 15)
+
+        # The booking's transaction is still open, so the close must wait.
+        with Session(engine) as closing:
+            closing.exec(text("SET LOCAL lock_timeout = '200ms'"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                controls.close_month(closing, "2025-06", actor="lead", today=TODAY)
+
+    _close(engine, "2025-06")
+    with session_scope(engine) as session:
+        assert ledger.open_day(session, date(2025, 6, 15)) == date(2025, 7, 1)
