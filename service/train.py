@@ -38,7 +38,7 @@ from models.tables import AuditEvent, Label, ModelVersion, utcnow
 from service.cases import case_data, read_history
 from service.settings import Settings
 from training.case import replay_history
-from training.dataset import parallel_workers, worker_pool
+from training.dataset import background_worker, parallel_workers
 from training.evaluation import (
     DEFAULT_EVAL_SHARE,
     Evaluation,
@@ -312,18 +312,13 @@ def learn(prepared: PreparedTraining, *, workers: int | None = None) -> Learning
             serving=prepared.serving,
             eval_from=prepared.eval_from,
         )
-    with worker_pool(1) as pool:
-        serving = pool.submit(
+    with background_worker() as worker:
+        serving = worker.apply_async(
             evaluate_serving,
-            labels,
-            prepared.learning,
-            prepared.serving,
-            prepared.eval_from,
+            (labels, prepared.learning, prepared.serving, prepared.eval_from),
         )
-        # NOTE: when the fit raises, leaving the pool still waits for the
-        # serving model's evaluation to end before the error propagates.
         run = run_learning(labels, prepared.learning, eval_from=prepared.eval_from)
-        evaluation, error, seconds = serving.result()
+        evaluation, error, seconds = serving.get()
     beats, reason = compare(
         run.evaluation,
         evaluation,

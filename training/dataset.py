@@ -297,6 +297,18 @@ def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
         yield pool
 
 
+@contextmanager
+def background_worker() -> Iterator[multiprocessing.pool.Pool]:
+    """Start one fresh Python process for a job that runs beside the caller.
+
+    It is spawned for the reason `worker_pool` gives. Leaving the block
+    terminates it, so an error in the caller does not wait for the job.
+    """
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        yield pool
+
+
 def block_starts(count: int, blocks: int) -> list[int]:
     """Return the first position of each of `blocks` near-equal runs of `count`."""
     edges = np.linspace(0, count, blocks + 1).round().astype(int)

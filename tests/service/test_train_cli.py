@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import uuid
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from typer.testing import CliRunner
 from models.db import session_scope
 from models.tables import AuditEvent, ModelVersion
 from service.cases import load_master_folder, read_history, store_history
+from service import train as train_service
 from service.cli import app
+from service.serving import current_model
 from service.settings import Settings
+from service.train import learn, prepare_training
 from training.registry import serving_row
 from training.synthetic import generate_case, write_case
 
@@ -151,3 +155,38 @@ def test_train_from_case_folder(cli_env, engine, case_folder):
     assert result.exit_code == 0, result.output
     assert f"labelled lines of case {case_folder.name}" in result.output
     assert "latest period: top-1" in result.output
+
+
+@pytest.fixture
+def prepared(cli_env, engine, case_folder):
+    with session_scope(engine) as session:
+        current_model(session, cli_env)
+        return prepare_training(session, cli_env, case=case_folder)
+
+
+def test_learn_in_worker_evaluates_serving_model_alike(prepared):
+    alone = learn(prepared, workers=1)
+    beside = learn(prepared, workers=2)
+
+    assert beside.serving is not None
+    assert beside.serving_error is None
+    # A group with no automatic lines has no precision: NaN in both.
+    assert beside.serving.summary() == pytest.approx(
+        alone.serving.summary(), nan_ok=True
+    )
+    assert beside.serving.line_refs == alone.serving.line_refs
+    assert beside.evaluation.summary() == pytest.approx(
+        alone.evaluation.summary(), nan_ok=True
+    )
+    assert beside.reason == alone.reason
+
+
+def test_learn_fit_error_stops_worker(prepared, monkeypatch):
+    def failing_fit(*args, **kwargs):
+        raise RuntimeError("fit failed")
+
+    monkeypatch.setattr(train_service, "run_learning", failing_fit)
+
+    with pytest.raises(RuntimeError, match="fit failed"):
+        learn(prepared, workers=2)
+    assert multiprocessing.active_children() == []
