@@ -116,12 +116,17 @@ class _CamtReader:
         statement_id = text(element, "Id")
         account = text(element, "Acct/Id/IBAN") or text(element, "Acct/Id/Othr/Id")
         currency = text(element, "Acct/Ccy") or None
-        self.fallback_date = self._statement_date(element)
+        closing = self._balance_element(element, _CLOSING)
+        closing_date = self._date(closing, "Dt") if closing is not None else None
+        # An entry without a date takes the statement's date, which is the
+        # closing balance's date or else the end of the statement's period.
+        self.fallback_date = closing_date or self._date(element, "FrToDt/ToDtTm")
         self.undated = 0
         entries = [self._entry(ntry, index, statement_id, currency)
                    for index, ntry in enumerate(element.findall("Ntry"), start=1)]
         self._check_summary(element, entries, statement_id)
         pending = sum(1 for entry in entries if not entry.booked)
+        closing_balance = self._balance(element, _CLOSING)
         statement = ParsedStatement(
             file_name=self.context.file_name,
             format=self.kind,
@@ -130,7 +135,8 @@ class _CamtReader:
             currency=currency,
             statement_id=statement_id or None,
             opening_balance=self._balance(element, _OPENING),
-            closing_balance=self._balance(element, _CLOSING),
+            closing_balance=closing_balance,
+            closing_date=closing_date if closing_balance is not None else None,
         )
         if self.undated:
             statement.notes.append(
@@ -141,22 +147,21 @@ class _CamtReader:
                                    "information only) and were left out")
         return statement
 
-    def _statement_date(self, element: ET.Element) -> date | None:
-        """Return the date a statement is for: its closing balance's date."""
-        for balance in element.findall("Bal"):
-            if text(balance, "Tp/CdOrPrtry/Cd") in _CLOSING:
-                found = self._date(balance, "Dt")
-                if found is not None:
-                    return found
-        return self._date(element, "FrToDt/ToDtTm")
-
     def _balance(self, element: ET.Element, codes: tuple[str, ...]) -> Decimal | None:
+        balance = self._balance_element(element, codes)
+        if balance is None:
+            return None
+        return self._signed(balance, balance.find("Amt"))
+
+    def _balance_element(self, element: ET.Element,
+                         codes: tuple[str, ...]) -> ET.Element | None:
+        """Return the first `Bal` with a type in `codes`, trying codes in order."""
         for code in codes:
             for balance in element.findall("Bal"):
                 kind = (text(balance, "Tp/CdOrPrtry/Cd")
                         or text(balance, "Tp/CdOrPrtry/Prtry"))
                 if kind == code:
-                    return self._signed(balance, balance.find("Amt"))
+                    return balance
         return None
 
     def _signed(self, owner: ET.Element, amount: ET.Element | None,

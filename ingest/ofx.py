@@ -116,7 +116,22 @@ def _statement(element: ET.Element, context: ReadContext) -> ParsedStatement:
     if closing is not None:
         statement.notes.append("OFX gives no opening balance, so the lines "
                                "were not checked against the ledger balance")
+        statement.closing_date = _closing_date(element, statement, context)
     return statement
+
+
+def _closing_date(element: ET.Element, statement: ParsedStatement,
+                  context: ReadContext) -> date | None:
+    """Return the LEDGERBAL date, and note a DTASOF that is not a date."""
+    value = text(element, "LEDGERBAL/DTASOF")
+    if not value:
+        return None
+    day = _parse_date(value, context)
+    if day is None:
+        statement.notes.append(f"the ledger balance date DTASOF {value!r} is "
+                               "not a date (expected YYYYMMDD), so the closing "
+                               "balance has no date")
+    return day
 
 
 def _line(transaction: ET.Element, position: int, currency: str | None,
@@ -173,6 +188,16 @@ def _date(transaction: ET.Element, tag: str, position: int, context: ReadContext
     value = text(transaction, tag)
     if not value and not required:
         return None
+    day = _parse_date(value, context)
+    if day is None and required:
+        context.problems.line(None, tag, value,
+                              f"transaction {position} has no valid date "
+                              "(expected YYYYMMDD)")
+    return day
+
+
+def _parse_date(value: str, context: ReadContext) -> date | None:
+    """Return the calendar date of an OFX date-time, or None for an invalid one."""
     try:
         if "[" in value:
             # An explicit offset: convert to the account's zone before
@@ -185,8 +210,4 @@ def _date(transaction: ET.Element, tag: str, position: int, context: ReadContext
             return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
     except Exception:  # ofxtools raises OFXSpecError, a ValueError subclass
         pass
-    if required:
-        context.problems.line(None, tag, value,
-                              f"transaction {position} has no valid date "
-                              "(expected YYYYMMDD)")
     return None

@@ -48,7 +48,12 @@ class StatementRecord:
 
 @dataclass
 class ParsedStatement:
-    """A whole statement file read into records, with what it declares."""
+    """A whole statement file read into records, with what it declares.
+
+    `closing_date` is the day the closing balance is for, set only when the
+    file dates its closing balance (MT940 `:62F:` or `:62M:`, camt CLBD
+    `Dt`, OFX LEDGERBAL `DTASOF`).
+    """
 
     file_name: str
     format: str
@@ -58,6 +63,7 @@ class ParsedStatement:
     statement_id: str | None = None
     opening_balance: Decimal | None = None
     closing_balance: Decimal | None = None
+    closing_date: date | None = None
     notes: list[str] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
     encoding: str | None = None

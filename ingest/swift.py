@@ -95,10 +95,11 @@ def _transaction_lines(text: str, blocks) -> list[int | None]:
 def _statement(block, numbers: list[int | None],
                context: ReadContext) -> ParsedStatement:
     data = block.data
-    opening = _balance(data, "final_opening_balance", "intermediate_opening_balance",
-                       "opening_balance")
-    closing = _balance(data, "final_closing_balance", "intermediate_closing_balance",
-                       "closing_balance")
+    opening, _ = _balance(data, "final_opening_balance",
+                          "intermediate_opening_balance", "opening_balance")
+    closing, closing_date = _balance(data, "final_closing_balance",
+                                     "intermediate_closing_balance",
+                                     "closing_balance")
     is_942 = "floor_limit_indicator" in data or "date_time_indication" in data or any(
         key.endswith("floor_limit") for key in data
     )
@@ -118,15 +119,22 @@ def _statement(block, numbers: list[int | None],
         statement_id=(data.get("transaction_reference") or "").strip() or None,
         opening_balance=opening,
         closing_balance=closing,
+        closing_date=closing_date,
     )
 
 
-def _balance(data: dict, *keys: str) -> Decimal | None:
+def _balance(data: dict, *keys: str) -> tuple[Decimal | None, date | None]:
+    """Return the amount and date of the first balance field among `keys`."""
     for key in keys:
         balance = data.get(key)
-        if balance is not None:
-            return to_cents_decimal(str(balance.amount.amount))
-    return None
+        if balance is None:
+            continue
+        amount = to_cents_decimal(str(balance.amount.amount))
+        day = balance.date
+        if day is None:
+            return amount, None
+        return amount, date(day.year, day.month, day.day)
+    return None, None
 
 
 def _line(data: dict, currency: str, context: ReadContext,

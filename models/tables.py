@@ -126,6 +126,9 @@ class ImportBatch(SQLModel, table=True):
     statement_id: str | None = Field(default=None, max_length=128)
     opening_balance: Decimal | None = money_field(nullable=True, default=None)
     closing_balance: Decimal | None = money_field(nullable=True, default=None)
+    # The day the statement gives its closing balance for. It is None when
+    # the statement gives none, and for batches imported before the column.
+    closing_date: date | None = None
     lines_total: int = 0
     lines_new: int = 0
     lines_already_imported: int = 0

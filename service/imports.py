@@ -431,6 +431,7 @@ def _add_batch(
         statement_id=statement.statement_id[:128] if statement.statement_id else None,
         opening_balance=statement.opening_balance,
         closing_balance=statement.closing_balance,
+        closing_date=statement.closing_date,
         lines_total=len(statement.lines) + len(statement.skipped),
         lines_rejected=len(statement.skipped),
         actor=actor,

@@ -672,6 +672,11 @@ def _confirmed_by_line(
 
 # Monthly reconciliation --------------------------------------------------------------
 
+# Sources of a reconciliation's closing day: the date the statement gives
+# its closing balance, or the day of the statement's last line.
+BALANCE_DATE = "balance_date"
+LAST_LINE = "last_line"
+
 
 @dataclass
 class Difference:
@@ -688,7 +693,10 @@ class Reconciliation:
     """A bank account's month tied from the bank through allocations to the ledger.
 
     `opening_balance` and `closing_balance` come from imported statements
-    (None when no statement gave them). `places` splits the month's lines
+    (None when no statement gave them). `closing_day` is the day the closing
+    balance is for. `closing_day_source` is `BALANCE_DATE` when that is the
+    date the statement gives its closing balance, or `LAST_LINE` when it is
+    the day of the statement's last line. `places` splits the month's lines
     by where their money is. `ledger_receipts` is what the ledger holds for
     the balance allocations of these lines. `ledger_movement` is the whole
     ledger's entries booked in the month by kind, over all accounts.
@@ -699,6 +707,7 @@ class Reconciliation:
     opening_balance: Decimal | None
     closing_balance: Decimal | None
     closing_day: date | None
+    closing_day_source: str | None
     lines: int
     lines_total: Decimal
     money_in: Decimal
@@ -729,7 +738,8 @@ def reconciliation(session: Session, *, account: str, month: str) -> Reconciliat
     lines = _month_lines(session, account, first, last)
     differences: list[Difference] = []
 
-    opening, closing, closing_day = _statement_balances(session, account, first, last)
+    opening, closing, period = _statement_balances(session, account, first, last)
+    closing_day = period.end if period is not None else None
     differences += _statement_differences(lines, opening, closing, closing_day)
 
     places = line_places(session, lines)
@@ -749,6 +759,7 @@ def reconciliation(session: Session, *, account: str, month: str) -> Reconciliat
         opening_balance=opening,
         closing_balance=closing,
         closing_day=closing_day,
+        closing_day_source=period.end_source if period is not None else None,
         lines=len(lines),
         lines_total=sum((line.amount for line in lines), ZERO),
         money_in=sum((line.amount for line in lines if line.amount > 0), ZERO),
@@ -777,40 +788,59 @@ def _month_lines(
     return list(session.exec(query).all())
 
 
+@dataclass(frozen=True)
+class _Period:
+    """The days of an imported statement, and the source of the last one."""
+
+    batch: ImportBatch
+    start: date
+    end: date
+    end_source: str
+
+
 def _statement_balances(
     session: Session, account: str, first: date, last: date
-) -> tuple[Decimal | None, Decimal | None, date | None]:
+) -> tuple[Decimal | None, Decimal | None, _Period | None]:
     """Return the bank's balance at the month's start and its last known one.
 
-    A statement's period is the days of the lines it brought. The opening
-    balance is the closing balance of the last statement that ended before
-    the month, else the opening balance of the first one that starts in
-    it. The closing balance is that of the last statement ending in the
-    month, with the day it ends.
+    The opening balance is the closing balance of the last statement that
+    ended before the month, else the opening balance of the first one that
+    starts in it. The closing balance is that of the last statement ending
+    in the month, returned with that statement's period.
     """
     periods = _statement_periods(session, account)
-    before = [p for p in periods if p[2] < first and p[0].closing_balance is not None]
-    starting = [p for p in periods if first <= p[1] <= last]
+    before = [
+        p for p in periods if p.end < first and p.batch.closing_balance is not None
+    ]
+    starting = [p for p in periods if first <= p.start <= last]
     opening = None
     if before:
-        opening = max(before, key=lambda p: (p[2], p[0].id))[0].closing_balance
+        latest = max(before, key=lambda p: (p.end, p.batch.id))
+        opening = latest.batch.closing_balance
     elif starting:
-        opening = min(starting, key=lambda p: (p[1], p[0].id))[0].opening_balance
+        earliest = min(starting, key=lambda p: (p.start, p.batch.id))
+        opening = earliest.batch.opening_balance
+    # NOTE: a statement whose closing balance is dated after the month (on
+    # the 1st of the next month, say) gives the month no closing balance,
+    # even when all of its lines are in the month.
     ending = [
-        p for p in periods if first <= p[2] <= last and p[0].closing_balance is not None
+        p
+        for p in periods
+        if first <= p.end <= last and p.batch.closing_balance is not None
     ]
-    # NOTE: ImportBatch does not store the date of the closing balance (the
-    # :62F: date of MT940), so a statement ends on its last line's day here.
-    # A statement whose last line is before its closing date is dated early.
     if not ending:
         return opening, None, None
-    batch, _, end = max(ending, key=lambda p: (p[2], p[0].id))
-    return opening, batch.closing_balance, end
+    period = max(ending, key=lambda p: (p.end, p.batch.id))
+    return opening, period.batch.closing_balance, period
 
 
-def _statement_periods(
-    session: Session, account: str
-) -> list[tuple[ImportBatch, date, date]]:
+def _statement_periods(session: Session, account: str) -> list[_Period]:
+    """Return the period of each statement of the account with lines and balances.
+
+    A period runs from the statement's first line to the date of its
+    closing balance, or to its last line when that is later or the
+    statement gives no date.
+    """
     batches = session.exec(
         select(ImportBatch).where(
             ImportBatch.account == account, ImportBatch.status != "voided"
@@ -825,8 +855,19 @@ def _statement_periods(
             batch.opening_balance is not None or batch.closing_balance is not None
         )
         if days and has_balance:
-            periods.append((batch, min(days), max(days)))
+            end, source = _period_end(batch, max(days))
+            periods.append(_Period(batch, min(days), end, source))
     return periods
+
+
+def _period_end(batch: ImportBatch, last_line: date) -> tuple[date, str]:
+    # A closing balance includes every line of its statement, so a balance
+    # dated before the last line does not end the period early. That
+    # happens when a bank gives a line's value date as its only date, or
+    # when a time converted to the account's time zone falls on the next day.
+    if batch.closing_date is not None and batch.closing_date >= last_line:
+        return batch.closing_date, BALANCE_DATE
+    return last_line, LAST_LINE
 
 
 def _statement_differences(
@@ -858,8 +899,8 @@ def _statement_differences(
                 f"{closing}",
             )
         )
-    # A statement's period ends with its last line, so the days after it may
-    # still be covered. Only lines after it lack a bank balance.
+    # The closing balance covers the lines up to its day, so only lines
+    # after that day lack a bank balance.
     later = [line for line in lines if line.booking_date > closing_day]
     if later:
         found.append(
@@ -985,7 +1026,7 @@ def reconciliation_rows(report: Reconciliation) -> list[dict]:
             "bank",
             "closing_balance",
             report.closing_balance,
-            detail=_closing_detail(report.closing_day),
+            detail=_closing_detail(report),
         ),
     ]
     rows += [
@@ -1006,10 +1047,13 @@ def reconciliation_rows(report: Reconciliation) -> list[dict]:
     return rows
 
 
-def _closing_detail(closing_day: date | None) -> str:
-    if closing_day is None:
+def _closing_detail(report: Reconciliation) -> str:
+    if report.closing_day is None:
         return ""
-    return f"statement's last line on {closing_day.isoformat()}"
+    day = report.closing_day.isoformat()
+    if report.closing_day_source == BALANCE_DATE:
+        return f"closing balance dated {day}"
+    return f"statement's last line on {day}"
 
 
 def _rec_row(section, item, amount, *, line_ref: str = "", detail: str = "") -> dict:

@@ -305,6 +305,7 @@ class ReconciliationPublic(BaseModel):
     opening_balance: Money | None
     closing_balance: Money | None
     closing_day: date | None
+    closing_day_source: Literal["balance_date", "last_line"] | None
     lines: int
     lines_total: Money
     money_in: Money

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from datetime import date
 from decimal import Decimal
@@ -127,3 +128,113 @@ def test_ofx_unknown_type_is_flagged_not_rejected():
 
     assert statement.lines[0].unknown_type
     assert statement.account == "9988776655"
+
+
+# Closing dates ------------------------------------------------------------------
+
+MT940_CLOSING = """:20:ST-5
+:25:CN0012345678
+:28C:5/1
+{opening}
+:61:2503280328C200,00NTRFSO-1//B-1
+:86:PAYMENT SO-1
+{closing}
+-
+"""
+
+
+@pytest.mark.parametrize(
+    ("opening", "closing"),
+    [
+        pytest.param(":60F:C250327CNY1000,00", ":62F:C250331CNY1200,00", id="62F"),
+        pytest.param(":60M:C250327CNY1000,00", ":62M:C250331CNY1200,00", id="62M"),
+        pytest.param(":60F:C250327CNY1000,00",
+                     ":62M:C250329CNY1200,00\n:62F:C250331CNY1200,00",
+                     id="62F-over-62M"),
+    ],
+)
+def test_mt940_closing_date_from_balance(opening, closing):
+    data = MT940_CLOSING.format(opening=opening, closing=closing).encode()
+
+    [statement] = read_statements(data, file_name="x.sta")
+
+    assert statement.lines[0].booking_date == date(2025, 3, 28)
+    assert statement.closing_balance == Decimal("1200.00")
+    assert statement.closing_date == date(2025, 3, 31)
+
+
+def test_camt_closing_date_from_clbd():
+    data = camt053(camt_entry("10.00", "A-1"), closing="10.00")
+
+    [statement] = read_statements(data, file_name="x.xml")
+
+    assert statement.lines[0].booking_date == date(2025, 6, 10)
+    assert statement.closing_date == date(2025, 6, 30)
+
+
+def test_camt_closing_date_time_in_account_zone():
+    data = camt053(camt_entry("10.00", "A-1"), closing="10.00").replace(
+        b"<Dt><Dt>2025-06-30</Dt></Dt>",
+        b"<Dt><DtTm>2025-06-30T20:00:00+00:00</DtTm></Dt>")
+
+    [statement] = read_statements(data, file_name="x.xml")
+    [utc] = read_statements(data, file_name="x.xml", timezone="UTC")
+
+    assert statement.closing_date == date(2025, 7, 1)
+    assert utc.closing_date == date(2025, 6, 30)
+
+
+def test_camt_without_clbd_has_no_closing_date():
+    data = camt053(camt_entry("10.00", "A-1"), closing="10.00")
+    data = re.sub(rb"<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd>.*?</Bal>", b"", data,
+                  flags=re.S)
+
+    [statement] = read_statements(data, file_name="x.xml")
+
+    assert statement.opening_balance == Decimal("0.00")
+    assert statement.closing_balance is None
+    assert statement.closing_date is None
+
+
+# Name and memo are filled because an empty SGML leaf takes the elements
+# after it as children, and LEDGERBAL would end up inside the transaction.
+OFX_PAYMENT = ofx_tx("10.00", "T-1", name="ACME", memo="SO-1")
+
+
+@pytest.mark.parametrize(
+    ("as_of", "expected"),
+    [
+        pytest.param("20250630", date(2025, 6, 30), id="date"),
+        pytest.param("20250630120000.000", date(2025, 6, 30), id="date-time"),
+        pytest.param("20250630200000[-5:EST]", date(2025, 7, 1), id="offset"),
+        pytest.param("2025-06-30", None, id="invalid"),
+        pytest.param("", None, id="empty"),
+    ],
+)
+def test_ofx_closing_date_from_ledgerbal(as_of, expected):
+    data = ofx_v1(OFX_PAYMENT).replace(
+        "<DTASOF>20250630", f"<DTASOF>{as_of}").encode()
+
+    [statement] = read_statements(data, file_name="x.ofx")
+
+    assert statement.closing_balance == Decimal("1000.00")
+    assert statement.closing_date == expected
+
+
+def test_ofx_invalid_closing_date_noted():
+    data = ofx_v1(OFX_PAYMENT).replace(
+        "<DTASOF>20250630", "<DTASOF>2025-06-30").encode()
+
+    [statement] = read_statements(data, file_name="x.ofx")
+
+    assert any("DTASOF '2025-06-30' is not a date" in note
+               for note in statement.notes)
+
+
+def test_ofx_without_ledgerbal_has_no_closing_date():
+    data = re.sub(r"<LEDGERBAL>.*?</LEDGERBAL>", "", ofx_v1(OFX_PAYMENT))
+
+    [statement] = read_statements(data.encode(), file_name="x.ofx")
+
+    assert statement.closing_balance is None
+    assert statement.closing_date is None

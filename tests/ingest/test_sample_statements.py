@@ -8,6 +8,7 @@ file, the field and the reason; no file raises anything else.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -148,6 +149,33 @@ def test_samples_french_accepted_when_unbalanced_allowed(samples_dir):
     assert statement.balance_difference == Decimal("0.02")
     assert statement.account == "08088804068"
     assert any("ends above it" in note for note in statement.notes)
+
+
+# The closing date of each statement of a file, in file order. The MT940
+# dates are those of :62F:, the camt ones of the CLBD balance, the OFX ones
+# of LEDGERBAL DTASOF in the Asia/Shanghai default zone. Formats and files
+# without a dated closing balance give None.
+CLOSING_DATES = {
+    "mt940/de-february-30-crlf.sta": [date(2016, 3, 1)],
+    "mt940/rabobank-structured-86.sta": [date(2013, 1, 8), date(2013, 1, 15)],
+    "mt940/pl-mbank.mt942": [None],
+    "camt/oca-camt053v04-ch-batch-txdtls-qrref.xml": [date(2017, 3, 23)],
+    "camt/de-sparkasse-camt052v02-redacted.xml": [date(2021, 2, 5)],
+    "camt/oca-camt054v04-nl-structured-ref.xml": [None],
+    "ofx/xml-v200-suncorp-au-cdata-crlf.ofx": [date(2013, 12, 15)],
+    "ofx/capitalone-360checking.qfx": [date(2023, 3, 10)],
+    "ofx/xml-v211-multiple-accounts.ofx": [date(2012, 6, 4), date(2012, 6, 4)],
+    "ofx/sgml-v102-cba-empty-tags-leading-blank-lines.ofx": [None],
+    "csv/fr-style-metadata-header-debit-credit.csv": [None],
+    "china/icbc-debit-v2.csv": [None],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLOSING_DATES))
+def test_samples_closing_dates(samples_dir, name):
+    statements = read_statements(samples_dir / name, accept_unbalanced=True)
+
+    assert [s.closing_date for s in statements] == CLOSING_DATES[name]
 
 
 def test_samples_targobank_split_by_our_account(samples_dir):

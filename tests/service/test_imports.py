@@ -400,6 +400,47 @@ def test_import_long_line_ref_is_rejected(engine, settings):
     _nothing_stored(engine)
 
 
+# What a batch keeps --------------------------------------------------------------
+
+MARCH_MT940 = b""":20:STMT-M
+:25:CN0012345678
+:28C:3/1
+:60F:C250227CNY1000,00
+:61:2503280328C200,00NTRFNONREF//BREF-0328
+:86:PAYMENT SO-0328
+:62F:C250331CNY1200,00
+-
+"""
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "closing", "closing_date"),
+    [
+        pytest.param(MARCH_MT940, "m.sta", "1200.00", date(2025, 3, 31), id="mt940"),
+        pytest.param(
+            _ofx(_ofx_tx("10.00", "T-1", memo="SO-1")),
+            "s.ofx",
+            "1000.00",
+            date(2025, 6, 30),
+            id="ofx",
+        ),
+        pytest.param(
+            _csv("L1,2025-03-01,10.00,CNY,,,SO-1,"), "s.csv", None, None, id="csv"
+        ),
+    ],
+)
+def test_import_batch_keeps_closing_date(
+    engine, settings, data, name, closing, closing_date
+):
+    report = _import(engine, settings, data, name)
+
+    with Session(engine) as session:
+        batch = session.get(ImportBatch, report.batch_ids[0])
+    expected = None if closing is None else Decimal(closing)
+    assert batch.closing_balance == expected
+    assert batch.closing_date == closing_date
+
+
 # What a line keeps ---------------------------------------------------------------
 
 

@@ -367,6 +367,32 @@ def test_ledger_api_reconciliation(client, keys):
     assert body["tied"] is False
 
 
+def test_ledger_api_reconciliation_closing_date(client, keys):
+    statement = (
+        b":20:STMT-JUN\n:25:CN0012345678\n:28C:6/1\n:60F:C250531CNY0,00\n"
+        b":61:2506280628C500,00NTRFNONREF//BREF-0628\n:86:ADVANCE\n"
+        b":62F:C250630CNY500,00\n-\n"
+    )
+    files = {"file": ("june.sta", statement, "text/plain")}
+    uploaded = client.post(
+        "/v1/statements", headers=keys["admin"], files=files, data={"match": "false"}
+    )
+    assert uploaded.status_code == 201, uploaded.text
+
+    response = client.get(
+        "/v1/reports/reconciliation",
+        headers=keys["clerk"],
+        params={"account": "CN0012345678", "month": "2025-06"},
+    )
+
+    body = response.json()
+    assert response.status_code == 200, response.text
+    assert body["closing_balance"] == "500.00"
+    assert body["closing_day"] == "2025-06-30"
+    assert body["closing_day_source"] == "balance_date"
+    assert body["differences"] == []
+
+
 def test_ledger_api_unmatched_masked_for_analyst(client, keys):
     _seed(client, keys["admin"])
     text = CSV_HEADER + "L2,2025-06-11,88.00,CNY,张伟,6222020012344567,转账,\n"

@@ -53,7 +53,9 @@ def _record(ref: str, day: str, amount: str, memo: str = "") -> StatementRecord:
     )
 
 
-def _import(engine, records, *, opening=None, closing=None, account="BANK-1"):
+def _import(
+    engine, records, *, opening=None, closing=None, closing_date=None, account="BANK-1"
+):
     statement = ParsedStatement(
         file_name="statement.sta",
         format="mt940",
@@ -62,6 +64,7 @@ def _import(engine, records, *, opening=None, closing=None, account="BANK-1"):
         currency="CNY",
         opening_balance=None if opening is None else Decimal(opening),
         closing_balance=None if closing is None else Decimal(closing),
+        closing_date=None if closing_date is None else date.fromisoformat(closing_date),
     )
     with session_scope(engine) as session:
         report = store_statements(
@@ -441,6 +444,111 @@ def test_reports_reconciliation_without_balances(engine):
     [difference] = report.differences
     assert difference.kind == "no_statement_balance"
     assert difference.amount == _money("500.00")
+
+
+def test_reports_reconciliation_ends_on_closing_date(engine):
+    _customers(engine)
+    _import(
+        engine,
+        [_record("A1", "2025-08-05", "500.00"), _record("A2", "2025-08-28", "80.00")],
+        opening="1000.00",
+        closing="1580.00",
+        closing_date="2025-08-31",
+    )
+
+    report = _reconcile(engine)
+    rows = reports.reconciliation_rows(report)
+
+    assert report.closing_day == date(2025, 8, 31)
+    assert report.closing_day_source == reports.BALANCE_DATE
+    assert report.differences == []
+    [closing] = [row for row in rows if row["item"] == "closing_balance"]
+    assert closing["detail"] == "closing balance dated 2025-08-31"
+
+
+def test_reports_reconciliation_without_closing_date(engine):
+    _customers(engine)
+    _import(
+        engine,
+        [_record("A1", "2025-08-05", "500.00"), _record("A2", "2025-08-28", "80.00")],
+        opening="1000.00",
+        closing="1580.00",
+    )
+
+    report = _reconcile(engine)
+    rows = reports.reconciliation_rows(report)
+
+    assert report.closing_day == date(2025, 8, 28)
+    assert report.closing_day_source == reports.LAST_LINE
+    [closing] = [row for row in rows if row["item"] == "closing_balance"]
+    assert closing["detail"] == "statement's last line on 2025-08-28"
+
+
+def test_reports_reconciliation_balance_before_last_line(engine):
+    _customers(engine)
+    _import(
+        engine,
+        [_record("A1", "2025-08-05", "500.00"), _record("A2", "2025-08-28", "80.00")],
+        opening="1000.00",
+        closing="1580.00",
+        closing_date="2025-08-27",
+    )
+
+    report = _reconcile(engine)
+
+    assert report.closing_day == date(2025, 8, 28)
+    assert report.closing_day_source == reports.LAST_LINE
+    assert report.differences == []
+
+
+def test_reports_reconciliation_lines_after_closing_date(engine):
+    _customers(engine)
+    _import(
+        engine,
+        [_record("A1", "2025-08-05", "500.00"), _record("A2", "2025-08-28", "80.00")],
+        opening="1000.00",
+        closing="1580.00",
+        closing_date="2025-08-29",
+    )
+    _import(engine, [_record("B1", "2025-08-29", "7.00")])
+    _import(engine, [_record("D1", "2025-08-30", "40.00")])
+
+    report = _reconcile(engine)
+
+    kinds = {(d.kind, d.amount) for d in report.differences}
+    assert kinds == {
+        ("statement_balance", _money("7.00")),
+        ("after_last_statement", _money("40.00")),
+    }
+    [after] = [d for d in report.differences if d.kind == "after_last_statement"]
+    assert after.detail.startswith("the last statement ends on 2025-08-29;")
+
+
+def test_reports_reconciliation_closing_date_next_month(engine):
+    _customers(engine)
+    _import(
+        engine,
+        [_record("A1", "2025-07-05", "500.00"), _record("A2", "2025-07-28", "80.00")],
+        opening="1000.00",
+        closing="1580.00",
+        closing_date="2025-08-01",
+    )
+    _import(
+        engine,
+        [_record("B1", "2025-08-04", "20.00")],
+        opening="1580.00",
+        closing="1600.00",
+        closing_date="2025-08-31",
+    )
+
+    july = _reconcile(engine, month="2025-07")
+    august = _reconcile(engine)
+
+    assert july.closing_balance is None
+    assert [d.kind for d in july.differences] == ["no_statement_balance"]
+    assert august.opening_balance == _money("1580.00")
+    assert august.closing_day == date(2025, 8, 31)
+    assert august.differences == []
 
 
 def test_reports_reconciliation_rows_csv(engine):

@@ -146,7 +146,7 @@ def test_unknown_report_lists_every_name(cli_database):
     assert ALL_REPORT_NAMES[0] == "status"
 
 
-def test_reconciliation_closing_detail_names_last_line(cli_database):
+def test_reconciliation_closing_detail_names_balance_date(cli_database):
     _run("import", str(EXAMPLES / "mt940-march" / "statement.sta"))
 
     printed = _run(
@@ -158,9 +158,7 @@ def test_reconciliation_closing_detail_names_last_line(cli_database):
         "2025-03",
     )
 
-    assert (
-        "bank,closing_balance,104935.20,,statement's last line on 2025-03-21" in printed
-    )
+    assert "bank,closing_balance,104935.20,,closing balance dated 2025-03-31" in printed
 
 
 def test_migration_log_hidden_by_default(cli_database):
