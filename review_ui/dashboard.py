@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from models.db import session_scope
 from models.errors import CashmatchError
+from review_ui.reasons import CHANNELS, LINE_STATUSES, code_text, status_text
 from review_ui.texts import text
 from service.auditing import open_audit_tasks, record_verdict
 from service.metrics import AlertLevels, Figures, dashboard_figures
@@ -241,7 +242,7 @@ def _breakdown(figures: Figures, dimension: str, language: str) -> pd.DataFrame:
         waiting = queue.get(key)
         rows.append(
             [
-                key,
+                code_text(CHANNELS, key, language) if dimension == "channel" else key,
                 _percent(automation.get(key, Rate(0, 0))),
                 _percent(accepted.get(key, Rate(0, 0))),
                 str(waiting.open) if waiting else "0",
@@ -313,7 +314,11 @@ def record_audit(
         return text("error", language, error=str(exc))
     verdict = text("verdict_right" if right else "verdict_wrong", language)
     return text(
-        "audit_recorded", language, task=task_id, verdict=verdict, status=status
+        "audit_recorded",
+        language,
+        task=task_id,
+        verdict=verdict,
+        status=status_text(LINE_STATUSES, status, language),
     )
 
 

@@ -70,6 +70,7 @@ LINE_STATUSES = {
     "dismissed": "已忽略",
     "not_customer": "非客户付款",
     "refund": "待退款",
+    "fee": "银行手续费",
 }
 
 ORDER_STATUSES = {
@@ -99,6 +100,56 @@ ACTIONS = {
     "audit_right": "抽检：自动判定正确",
     "audit_wrong": "抽检：自动判定错误",
 }
+
+# Payment channels of a statement line (ingest.records.CHANNELS).
+CHANNELS = {
+    "transfer": "银行转账",
+    "alipay": "支付宝",
+    "wechat": "微信支付",
+    "cash": "现金",
+}
+
+# Kinds of prepayment ledger entries (service.ledger.KINDS).
+ENTRY_KINDS = {
+    "receipt": "收款入余额",
+    "application": "余额支付",
+    "refund": "退款",
+    "fee": "银行手续费",
+    "write_off": "核销",
+    "reversal": "冲销",
+}
+
+# Refund, write-off and fee requests (service.controls.REQUEST_KINDS) and
+# the statuses that service.controls sets on them.
+REQUEST_KINDS = {
+    "refund": "退款",
+    "write_off": "核销",
+    "fee": "银行手续费",
+}
+REQUEST_STATUSES = {
+    "pending": "待审批",
+    "approved": "已批准",
+    "rejected": "已驳回",
+    "cancelled": "已取消",
+}
+
+# Customer-level anomalies of service.reports.customer_anomalies. They
+# share codes with line anomalies, but a customer's `duplicate` counts the
+# repeat payments still awaiting refund.
+CUSTOMER_ANOMALIES = {
+    "unused_balance": "余额长期未用",
+    "duplicate": "重复付款待退款",
+    "over_advance": "超额付款转入余额",
+}
+ANOMALY_LEVELS = {"line": "流水", "customer": "客户"}
+
+# States of a repeat payment awaiting refund, as service.reports writes
+# them, optionally followed by ", request <status>".
+DUPLICATE_STATES = {
+    "marked for refund": "已标记待退款",
+    "on balance": "在预付款余额中",
+}
+DUPLICATE_REQUEST = ", request "
 
 # Group patterns by placeholder name. An order id must be one word, so
 # "amount = open amount of {order}" cannot take in the longer
@@ -360,6 +411,32 @@ def code_text(codes: dict[str, str], code: str, language: str) -> str:
     return codes.get(code, code)
 
 
+def status_text(codes: dict[str, str], code: str, language: str) -> str:
+    """Return a status code for a message, after its Chinese name in zh.
+
+    The code stays in brackets, so a clerk can match the message to the
+    status that exports and the API report. An unknown code shows alone.
+    """
+    if language != "zh" or code not in codes:
+        return code
+    return f"{codes[code]}（{code}）"
+
+
+def duplicate_state_text(state: str, language: str) -> str:
+    """Return the state of a repeat payment awaiting refund in `language`.
+
+    An unknown state, or an unknown request status after it, keeps its
+    English text.
+    """
+    if language != "zh":
+        return state
+    state, found, status = state.partition(DUPLICATE_REQUEST)
+    named = code_text(DUPLICATE_STATES, state, language)
+    if not found:
+        return named
+    return f"{named}，申请{code_text(REQUEST_STATUSES, status, language)}"
+
+
 def anomalies_text(joined: str, language: str) -> str:
     """Return a "|"-joined cell of anomaly codes in `language`."""
     if language != "zh" or not joined:
@@ -427,8 +504,7 @@ def localize_audit(frame: pd.DataFrame, language: str) -> pd.DataFrame:
 def localize_decided(message: str, language: str) -> str:
     """Return a "decided" message with the line status named in `language`.
 
-    The stored status code stays in brackets, so a clerk can match the
-    message to the status that exports and the API report.
+    The stored status code stays in brackets (see `status_text`).
     """
     if language != "zh":
         return message
@@ -436,9 +512,7 @@ def localize_decided(message: str, language: str) -> str:
     if found is None:
         return message
     values = found.groupdict()
-    code = values["status"]
-    if code in LINE_STATUSES:
-        values["status"] = f"{LINE_STATUSES[code]}（{code}）"
+    values["status"] = status_text(LINE_STATUSES, values["status"], language)
     return text("decided", language, **values)
 
 

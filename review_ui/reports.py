@@ -27,6 +27,19 @@ from sqlmodel import Session
 from models.db import session_scope
 from models.errors import CashmatchError
 from models.money import ZERO, to_money
+from review_ui.reasons import (
+    ANOMALIES,
+    ANOMALY_LEVELS,
+    CUSTOMER_ANOMALIES,
+    ENTRY_KINDS,
+    LINE_STATUSES,
+    REQUEST_KINDS,
+    REQUEST_STATUSES,
+    anomalies_text,
+    code_text,
+    duplicate_state_text,
+    status_text,
+)
 from review_ui.texts import text
 from review_ui.views import Clerk
 from service import controls, ledger, reports
@@ -181,10 +194,16 @@ def reports_view(
     )
     return ReportsView(
         ageing=_ageing_chart(balances),
-        anomalies=_anomaly_chart(anomalies),
+        anomalies=_anomaly_chart(anomalies, language),
         balances=frame(balances, reports.BALANCE_COLUMNS, language),
-        reminders=frame(reminders, reports.REMINDER_COLUMNS, language),
-        unmatched=frame(unmatched, UNMATCHED_SHOWN, language),
+        reminders=frame(
+            _named_reminders(reminders, language), reports.REMINDER_COLUMNS, language
+        ),
+        unmatched=frame(
+            _named_codes(unmatched, language, status=LINE_STATUSES),
+            UNMATCHED_SHOWN,
+            language,
+        ),
         reconciliation=rec_table,
         summary="\n".join(part for part in (summary, rec_text) if part),
     )
@@ -214,13 +233,50 @@ def _ageing_chart(balances: list[dict]) -> pd.DataFrame:
     )
 
 
-def _anomaly_chart(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(
+def _named_codes(rows: list[dict], language: str, **codes) -> list[dict]:
+    """Return rows with each column in `codes` renamed by its code dictionary."""
+    if language != "zh":
+        return rows
+    return [
         {
-            "kind": [f"{row['level']}: {row['kind']}" for row in rows],
-            "count": [row["count"] for row in rows],
+            **row,
+            **{
+                column: code_text(names, row[column], language)
+                for column, names in codes.items()
+            },
         }
-    )
+        for row in rows
+    ]
+
+
+def _named_reminders(rows: list[dict], language: str) -> list[dict]:
+    # The detail of a repeat payment is its refund state. The detail of an
+    # unused balance is an English sentence, and it stays as written.
+    if language != "zh":
+        return rows
+    named = []
+    for row in rows:
+        kind = code_text(CUSTOMER_ANOMALIES, row["kind"], language)
+        named_row = {**row, "kind": kind}
+        if row["kind"] == "duplicate":
+            named_row["detail"] = duplicate_state_text(row["detail"], language)
+        named.append(named_row)
+    return named
+
+
+def _anomaly_chart(rows: list[dict], language: str) -> pd.DataFrame:
+    labels = []
+    for row in rows:
+        kinds = CUSTOMER_ANOMALIES if row["level"] == "customer" else ANOMALIES
+        labels.append(
+            text(
+                "rep_anomaly_label",
+                language,
+                level=code_text(ANOMALY_LEVELS, row["level"], language),
+                kind=code_text(kinds, row["kind"], language),
+            )
+        )
+    return pd.DataFrame({"kind": labels, "count": [row["count"] for row in rows]})
 
 
 def _reconciliation(
@@ -294,15 +350,23 @@ def customer_view(
         {column: getattr(entry, column) for column in ENTRY_COLUMNS}
         for entry in view.entries
     ]
+    customer_level = code_text(ANOMALY_LEVELS, "customer", language)
+    line_level = code_text(ANOMALY_LEVELS, "line", language)
     anomalies = [
-        {"level": "customer", "kind": a.kind, "amount": a.amount, "detail": a.detail}
+        {
+            "level": customer_level,
+            "kind": code_text(CUSTOMER_ANOMALIES, a.kind, language),
+            "amount": a.amount,
+            "detail": a.detail,
+        }
         for a in found
     ] + [
         {
-            "level": "line",
-            "kind": "|".join(line.anomaly_reasons or ()),
+            "level": line_level,
+            "kind": anomalies_text("|".join(line.anomaly_reasons or ()), language),
             "amount": line.amount,
-            "detail": f"{line.line_ref} {line.booking_date.isoformat()} {line.status}",
+            "detail": f"{line.line_ref} {line.booking_date.isoformat()} "
+            f"{code_text(LINE_STATUSES, line.status, language)}",
         }
         for line in lines
     ]
@@ -315,7 +379,9 @@ def customer_view(
     )
     return CustomerView(
         summary=summary,
-        entries=frame(entries, ENTRY_COLUMNS, language),
+        entries=frame(
+            _named_codes(entries, language, kind=ENTRY_KINDS), ENTRY_COLUMNS, language
+        ),
         anomalies=frame(anomalies, ANOMALY_SHOWN, language),
     )
 
@@ -325,6 +391,7 @@ def pending_requests(engine: Engine, language: str) -> pd.DataFrame:
     with Session(engine) as session:
         found = controls.list_requests(session, status="pending")
         rows = [{c: getattr(r, c) for c in REQUEST_COLUMNS} for r in found]
+    rows = _named_codes(rows, language, kind=REQUEST_KINDS, status=REQUEST_STATUSES)
     return frame(rows, REQUEST_COLUMNS, language)
 
 
@@ -443,9 +510,9 @@ def _request_message(request, language: str) -> str:
         "msg_requested",
         language,
         request=request.id,
-        kind=request.kind,
+        kind=code_text(REQUEST_KINDS, request.kind, language),
         amount=f"{request.amount:.2f}",
-        status=request.status,
+        status=status_text(REQUEST_STATUSES, request.status, language),
     )
 
 

@@ -256,6 +256,7 @@ TEXTS.update(
         "rep_refresh": {"zh": "刷新报表", "en": "Refresh reports"},
         "rep_ageing": {"zh": "预付款账龄", "en": "Prepayment balances by age"},
         "rep_anomalies": {"zh": "按类型统计的异常", "en": "Anomalies by kind"},
+        "rep_anomaly_label": {"zh": "{level}：{kind}", "en": "{level}: {kind}"},
         "rep_balances": {"zh": "客户预付款余额", "en": "Balances by customer"},
         "rep_reminders": {
             "zh": "提醒：未使用余额与待退款重复付款",

@@ -143,6 +143,32 @@ def test_dashboard_audit_verdict(dashboard_db):
     assert "1 audited" in view.summary.iloc[1, 2]
 
 
+def test_dashboard_audit_verdict_in_chinese(dashboard_db):
+    with Session(dashboard_db) as session:
+        query = select(ReviewTask.id).where(ReviewTask.reason == AUDIT_REASON)
+        task_id = session.exec(query).one()
+    clerk = Clerk("clerk-li", "clerk")
+
+    message = record_audit(
+        dashboard_db, clerk, task_id, right=True, note="", language="zh"
+    )
+
+    assert message == f"抽检任务 {task_id}：已记录为正确，流水状态 已分配（allocated）"
+
+
+@pytest.mark.parametrize(
+    ("language", "channel"),
+    [
+        pytest.param("zh", "银行转账", id="zh"),
+        pytest.param("en", "transfer", id="en"),
+    ],
+)
+def test_dashboard_channels_in_language(dashboard_db, language, channel):
+    view = dashboard_view(dashboard_db, language)
+
+    assert list(view.by_channel.iloc[:, 0]) == [channel]
+
+
 def test_dashboard_tab_needs_sign_in(dashboard_db):
     tab = DashboardTab(dashboard_db, labels=None)
 

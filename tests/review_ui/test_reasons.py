@@ -5,24 +5,35 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from ingest.records import CHANNELS as CHANNEL_CODES
 from matcher.anomaly import ALERT_TEXTS, REASONS
 from matcher.candidates import KINDS as CANDIDATE_KINDS
 from matcher.decision import AUTO, REVIEW, UNMATCHED
 from review_ui import views
 from review_ui.reasons import (
     ANOMALIES,
+    CHANNELS,
     DECISIONS,
+    ENTRY_KINDS,
     KINDS,
+    LINE_STATUSES,
+    REQUEST_KINDS,
+    REQUEST_STATUSES,
     anomalies_text,
     chinese_reason,
+    code_text,
+    duplicate_state_text,
     localize_decided,
     localize_queue,
     localize_task_view,
     reason_text,
     reasons_text,
     split_reasons,
+    status_text,
 )
 from review_ui.texts import text
+from service.controls import REQUEST_KINDS as REQUEST_KIND_CODES
+from service.ledger import KINDS as ENTRY_KIND_CODES
 from training.case import run_case
 from training.synthetic import generate_case
 
@@ -199,6 +210,63 @@ def test_every_code_has_chinese():
     assert set(REASONS) <= set(ANOMALIES)
     assert set(CANDIDATE_KINDS) == set(KINDS)
     assert {AUTO, REVIEW, UNMATCHED} == set(DECISIONS)
+    assert set(CHANNEL_CODES) == set(CHANNELS)
+    assert set(ENTRY_KIND_CODES) == set(ENTRY_KINDS)
+    assert set(REQUEST_KIND_CODES) == set(REQUEST_KINDS)
+
+
+@pytest.mark.parametrize(
+    ("codes", "code", "language", "shown"),
+    [
+        pytest.param(REQUEST_STATUSES, "pending", "zh", "待审批", id="zh"),
+        pytest.param(REQUEST_STATUSES, "pending", "en", "pending", id="en"),
+        pytest.param(REQUEST_STATUSES, "on_hold", "zh", "on_hold", id="unknown"),
+        pytest.param(REQUEST_KINDS, "write_off", "zh", "核销", id="request-kind"),
+    ],
+)
+def test_code_text_in_language(codes, code, language, shown):
+    assert code_text(codes, code, language) == shown
+
+
+@pytest.mark.parametrize(
+    ("code", "language", "shown"),
+    [
+        pytest.param("allocated", "zh", "已分配（allocated）", id="zh"),
+        pytest.param("allocated", "en", "allocated", id="en"),
+        pytest.param("on_hold", "zh", "on_hold", id="unknown"),
+    ],
+)
+def test_status_text_keeps_code(code, language, shown):
+    assert status_text(LINE_STATUSES, code, language) == shown
+
+
+@pytest.mark.parametrize(
+    ("state", "language", "shown"),
+    [
+        pytest.param("on balance", "zh", "在预付款余额中", id="on-balance"),
+        pytest.param(
+            "marked for refund, request approved",
+            "zh",
+            "已标记待退款，申请已批准",
+            id="with-request",
+        ),
+        pytest.param(
+            "marked for refund, request on_hold",
+            "zh",
+            "已标记待退款，申请on_hold",
+            id="unknown-status",
+        ),
+        pytest.param("held by the bank", "zh", "held by the bank", id="unknown"),
+        pytest.param(
+            "marked for refund, request pending",
+            "en",
+            "marked for refund, request pending",
+            id="en",
+        ),
+    ],
+)
+def test_duplicate_state_in_language(state, language, shown):
+    assert duplicate_state_text(state, language) == shown
 
 
 @pytest.mark.parametrize("code", sorted(ALERT_TEXTS))

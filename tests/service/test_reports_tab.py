@@ -93,8 +93,8 @@ def test_reports_tab_apply_then_customer_view(engine, settings, seeded):
 
     assert message == "Applied 300.00 of C1's balance; balance is 1700.00"
     assert view.summary == "C1 =恒达机械有限公司：余额 1700.00"
-    assert list(view.entries["类型"]) == ["receipt", "application"]
-    assert "unused_balance" in list(view.anomalies["类型"])
+    assert list(view.entries["类型"]) == ["收款入余额", "余额支付"]
+    assert "余额长期未用" in list(view.anomalies["类型"])
 
 
 @pytest.mark.parametrize(
