@@ -32,7 +32,8 @@ def to_money(value: object) -> Decimal:
     rounded = amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
     if rounded != amount:
         raise ValueError(f"amount {value} has more than two decimal places")
-    return rounded
+    # Decimal keeps the sign of a negative zero, which would show as -0.00.
+    return abs(rounded) if rounded == 0 else rounded
 
 
 def to_cents(value: Decimal) -> int:

@@ -68,8 +68,21 @@ def _iso_text(pattern: re.Pattern, kind: str):
     return check
 
 
+# The request pattern of an amount in text, with ASCII digits only.
+MONEY_TEXT = re.compile(r"^[+-]?[0-9]{1,16}(\.[0-9]{1,2})?$")
+
+
+def _money_text(value: Any) -> Any:
+    # Decimal reads exponents and full-width digits too; the schema allows
+    # neither, so an amount in text must look like 730.00.
+    if isinstance(value, str) and not MONEY_TEXT.match(value):
+        raise ValueError(f"an amount must be a decimal like 730.00, got {value!r}")
+    return value
+
+
 Money = Annotated[
     Decimal,
+    BeforeValidator(_money_text),
     Field(max_digits=18, decimal_places=2),
     AfterValidator(to_money),
     PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
@@ -142,6 +155,13 @@ class LineBase(RequestModel):
 
 class LineCreate(LineBase):
     """A line posted to `POST /v1/match`."""
+
+    @field_validator("amount")
+    @classmethod
+    def _moves_money(cls, amount: Decimal) -> Decimal:
+        if amount == 0:
+            raise ValueError("a line of 0.00 moves no money; leave it out")
+        return amount
 
 
 class LinePublic(LineBase):

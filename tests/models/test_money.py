@@ -33,6 +33,11 @@ def test_to_money_rejects_inexact_values(value, match):
         to_money(value)
 
 
+def test_to_money_negative_zero_is_zero():
+    assert str(to_money("-0.00")) == "0.00"
+    assert str(to_money(Decimal("-0"))) == "0.00"
+
+
 def test_cents_round_trip():
     assert from_cents(to_cents(Decimal("102.43"))) == Decimal("102.43")
     assert to_cents(Decimal("-12.50")) == -1250

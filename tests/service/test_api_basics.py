@@ -286,6 +286,24 @@ def test_match_keeps_payer_text_raw(client, keys):
             "invalid_request",
             id="not-a-number",
         ),
+        pytest.param(
+            {"json": {"lines": [_line(amount="1e2")]}},
+            422,
+            "invalid_request",
+            id="exponent",
+        ),
+        pytest.param(
+            {"json": {"lines": [_line(amount="１２３.００")]}},
+            422,
+            "invalid_request",
+            id="full-width-digits",
+        ),
+        pytest.param(
+            {"json": {"lines": [_line(amount="0.00")]}},
+            422,
+            "invalid_request",
+            id="zero",
+        ),
         pytest.param({"json": {"lines": []}}, 422, "invalid_request", id="no-lines"),
         pytest.param(
             {"json": {"lines": [_line(booking_date="2025-13-01")]}},
