@@ -219,6 +219,8 @@ def decide(
     reasons = list(top.candidate.reasons)
     reasons += _identity_reasons(index, context, top.candidate)
     if context.line.amount <= 0 or top.candidate.kind == "none":
+        if context.line.unknown_type:
+            reasons.append("unknown transaction type")
         return UNMATCHED, confidence, ranked, reasons or ["no match"]
 
     runner = ranked[1] if len(ranked) > 1 else None

@@ -508,6 +508,7 @@ def test_import_unknown_type_stored_then_reviewed(engine, settings):
             select(ReviewTask).where(ReviewTask.line_id == unknown.id)
         ).one()
     assert task.status == "open"
+    assert "unknown transaction type" in task.reason
 
 
 def _customer(engine) -> None:
