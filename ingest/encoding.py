@@ -145,7 +145,7 @@ def _decode_error(
         value=value,
         reason=(
             f"the bytes at offset {offset} are not valid {codec}, and no other "
-            "encoding fits the file; save it as UTF-8 or pass the profile "
-            "that names its encoding"
+            "encoding fits the file; save it as UTF-8, or for a CSV or Excel "
+            "export pass the bank profile that names its encoding"
         ),
     )

@@ -432,13 +432,13 @@ class _RowReader:
             credit = self._money(get(row, "credit")) or Decimal("0.00")
             debit = self._money(get(row, "debit")) or Decimal("0.00")
             return (abs(credit) - abs(debit)) * self.profile.amount_sign
-        except ValueProblem:
+        except ValueProblem as problem:
             name = "amount" if "amount" in self.columns.single else "debit/credit"
             value = get(row, "amount") or f"{get(row, 'debit')}/{get(row, 'credit')}"
             separator = "point" if self.decimal == DOT else "comma"
             problems.line(row.number, name, value,
-                          f"not an amount in the file's number format "
-                          f"(decimal {separator}); correct the row")
+                          f"{problem}, read with the file's decimal {separator}; "
+                          "correct the row")
             return None
 
     def _signed(self, row: Row, amount: Decimal) -> Decimal | None:

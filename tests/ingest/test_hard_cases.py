@@ -242,6 +242,17 @@ def test_wechat_bad_amount_rejects_unless_skipped():
     assert statement.skipped[0].line == 8
 
 
+def test_wechat_amount_beyond_cents_says_so():
+    bad = C08_WECHAT.replace("¥38.00", "¥38.005").encode("gb18030")
+
+    with pytest.raises(ImportFormatError) as raised:
+        read_statements(bad, file_name="c08-cents.csv")
+
+    message = str(raised.value)
+    assert "c08-cents.csv:8, field amount" in message
+    assert "non-zero digits beyond the cents" in message
+
+
 def test_csv_byte_order_mark_and_crlf():
     data = codecs.BOM_UTF8 + b"Date,Amount,Memo\r\n03/07/2025,250.00,SO-9301\r\n"
 
