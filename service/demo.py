@@ -8,10 +8,13 @@ compares the result with the generator's truth and with the baseline.
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from pathlib import Path
 
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, select
 
+from models.tables import Allocation, StatementLine
 from service.cases import (
     case_data,
     load_master_folder,
@@ -64,7 +67,10 @@ def run_demo(
     session.flush()
 
     rows = line_rows(session, stored)
-    return _summary(folder, case, rows, trained.summary(), case_data(folder, history))
+    summary = _summary(
+        folder, case, rows, trained.summary(), case_data(folder, history)
+    )
+    return f"{summary}\n{_money_summary(session, stored)}"
 
 
 def _serving(session: Session, settings: Settings):
@@ -90,3 +96,33 @@ def _summary(folder: Path, case, rows: list[dict], trained: str, data) -> str:
             f"baseline:  {baseline.headline()}",
         ]
     )
+
+
+def _money_summary(session: Session, lines: list[StatementLine]) -> str:
+    """Return where the statement's incoming money went, in the account's currency."""
+    incoming = [line for line in lines if line.amount > 0]
+    booked = dict(
+        session.exec(
+            select(Allocation.target, func.sum(Allocation.amount))
+            .where(
+                Allocation.line_id.in_([line.id for line in incoming]),
+                Allocation.status == "confirmed",
+            )
+            .group_by(Allocation.target)
+        ).all()
+    )
+    waiting = {
+        status: [line.amount for line in incoming if line.status == status]
+        for status in ("review", "unmatched")
+    }
+    return (
+        f"money in: {len(incoming)} lines, {_total(line.amount for line in incoming)}; "
+        f"booked to orders {_total([booked.get('order', 0)])}, to prepayment "
+        f"balances {_total([booked.get('balance', 0)])}; waiting for a clerk "
+        f"{len(waiting['review'])} lines, {_total(waiting['review'])}; unmatched "
+        f"{len(waiting['unmatched'])} lines, {_total(waiting['unmatched'])}"
+    )
+
+
+def _total(amounts) -> str:
+    return f"{sum(amounts, Decimal('0.00')):,.2f}"
