@@ -510,7 +510,11 @@ def report_command(
         ),
     ] = None,
     as_of: Annotated[
-        Optional[str], typer.Option(help="Age money as of this day, YYYY-MM-DD")
+        Optional[str],
+        typer.Option(
+            help="Count balances and age money as of this day "
+            "(YYYY-MM-DD, default today)"
+        ),
     ] = None,
     account: Annotated[
         Optional[str],

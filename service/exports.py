@@ -32,6 +32,10 @@ ALLOCATION_COLUMNS = (
     "anomaly_score",
     "anomaly_reasons",
 )
+# The exports of stored lines add whether each allocation is `proposed` (its
+# line is still in review) or `confirmed`, and our bank account. A line
+# without allocations has an empty `allocation_status`.
+STORED_ALLOCATION_COLUMNS = (*ALLOCATION_COLUMNS, "allocation_status", "account")
 NUMERIC_COLUMNS = frozenset({"amount", "confidence", "anomaly_score"})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 TABLE_SUFFIXES = (".csv", ".xlsx")

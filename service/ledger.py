@@ -1027,7 +1027,10 @@ class Layer:
 
 
 def balance_layers(
-    session: Session, customer_ids: list[str] | None = None
+    session: Session,
+    customer_ids: list[str] | None = None,
+    *,
+    booked_to: date | None = None,
 ) -> dict[str, list[Layer]]:
     """Return each customer's unused money by the day it arrived, oldest first.
 
@@ -1035,7 +1038,8 @@ def balance_layers(
     write-off uses the oldest money, and the reversal of a receipt takes
     back that receipt's own money. A receipt arrived on its line's booking
     day; other money that comes back arrived on its entry's day. A balance
-    below zero is one layer with a negative amount.
+    below zero is one layer with a negative amount. With `booked_to`, only
+    entries booked on or before that day count (see `entry_day`).
     """
     query = (
         select(LedgerEntry, StatementLine.booking_date)
@@ -1046,6 +1050,9 @@ def balance_layers(
         query = query.where(LedgerEntry.customer_id.in_(customer_ids))
     layers: dict[str, list[Layer]] = {}
     for entry, line_day in session.exec(query).all():
+        if booked_to is not None and entry_day(entry) > booked_to:
+            continue
+
         stack = layers.setdefault(entry.customer_id, [])
         if entry.amount > 0:
             day = line_day if entry.kind == "receipt" and line_day else entry_day(entry)

@@ -35,7 +35,7 @@ from models.tables import (
     StatementLine,
 )
 from service import ledger
-from service.exports import ALLOCATION_COLUMNS, write_table
+from service.exports import STORED_ALLOCATION_COLUMNS, write_table
 from service.results import line_rows
 
 # (column, first day, last day) of each ageing bucket; None is open-ended.
@@ -46,14 +46,20 @@ AGE_BUCKETS = (
     ("days_over_90", 91, None),
 )
 OPEN_LINE_STATUSES = ("new", "review", "unmatched")
+# The `direction` of an unmatched line.
+MONEY_IN = "money_in"
+MONEY_OUT = "money_out"
 # The places a statement line's money can be in. Every line's places add up
-# to its amount. `difference` is what no place explains, and it should be 0.
+# to its amount. `unmatched` is the money in of open lines and
+# `unmatched_out` their money out, so salaries and bills never net against
+# receipts. `difference` is what no place explains, and it should be 0.
 PLACES = (
     "order",
     "balance",
     "fee",
     "refund",
     "unmatched",
+    "unmatched_out",
     "not_customer",
     "reversal",
     "difference",
@@ -91,7 +97,9 @@ def status_report(session: Session, *, out: Path | None = None) -> str:
     ]
     if out is not None:
         rows = line_rows(session, lines)
-        count = write_table(rows, ALLOCATION_COLUMNS, out, title="allocations")
+        count = write_table(
+            rows, STORED_ALLOCATION_COLUMNS, out, title="allocations"
+        )
         text.append(f"wrote {count} allocation rows to {out}")
     return "\n".join(text)
 
@@ -129,15 +137,18 @@ def bucket_of(age_days: int) -> str:
 
 
 def balance_rows(session: Session, *, as_of: date) -> list[dict]:
-    """Return each customer's balance split by the age of its money.
+    """Return each customer's balance on `as_of`, split by the age of its money.
 
-    Money is used first in, first out (see `ledger.balance_layers`), so the
-    buckets hold what is left of each receipt. Customers with a zero
-    balance are left out; the largest balance comes first.
+    Only ledger entries booked on or before `as_of` count, and ages are
+    counted to that day. Money is used first in, first out (see
+    `ledger.balance_layers`), so the buckets hold what is left of each
+    receipt. Customers with a zero balance are left out; the largest
+    balance comes first.
     """
     names = _names(session)
     rows = []
-    for customer_id, layers in ledger.balance_layers(session).items():
+    layers_by_customer = ledger.balance_layers(session, booked_to=as_of)
+    for customer_id, layers in layers_by_customer.items():
         total = sum((layer.amount for layer in layers), ZERO)
         if total == 0:
             continue
@@ -169,6 +180,7 @@ UNMATCHED_COLUMNS = (
     "account",
     "booking_date",
     "amount",
+    "direction",
     "currency",
     "counterparty_name",
     "counterparty_account",
@@ -185,17 +197,23 @@ UNMATCHED_COLUMNS = (
 def unmatched_rows(
     session: Session, *, as_of: date, account: str | None = None
 ) -> list[dict]:
-    """Return the lines whose money no customer or order has taken, oldest first.
+    """Return the open lines: money in, then money out, each oldest first.
 
-    A line is identified when the matcher found a customer for it, so a
-    clerk can usually book it from the review queue. An unidentified line
-    needs someone to find the payer.
+    `direction` is `money_in` or `money_out`. Money out on an open line is
+    no customer's money until a clerk marks it a refund or a fee, so it is
+    kept apart from the receipts. A line is identified when the matcher
+    found a customer for it, so a clerk can usually book it from the review
+    queue. An unidentified line needs someone to find the payer.
     """
     query = select(StatementLine).where(StatementLine.status.in_(OPEN_LINE_STATUSES))
     if account:
         query = query.where(StatementLine.account == account)
     query = query.order_by(StatementLine.booking_date, StatementLine.id)
-    return [_unmatched_row(line, as_of) for line in session.exec(query).all()]
+    rows = [_unmatched_row(line, as_of) for line in session.exec(query).all()]
+
+    # The sort is stable, so each direction stays oldest first.
+    rows.sort(key=lambda row: row["direction"] != MONEY_IN)
+    return rows
 
 
 def _unmatched_row(line: StatementLine, as_of: date) -> dict:
@@ -206,6 +224,7 @@ def _unmatched_row(line: StatementLine, as_of: date) -> dict:
         "account": line.account,
         "booking_date": line.booking_date.isoformat(),
         "amount": line.amount,
+        "direction": MONEY_OUT if line.amount < 0 else MONEY_IN,
         "currency": line.currency,
         "counterparty_name": line.counterparty_name,
         "counterparty_account": line.counterparty_account,
@@ -636,8 +655,9 @@ def line_places(
 
     An allocated line's money is in its confirmed order and balance
     allocations (a fee allocation is the bank's shortfall, not money from
-    the line). Other lines are wholly in the place their status names.
-    Whatever that leaves of a line's amount is its `difference`.
+    the line). Other lines are wholly in the place their status names,
+    except that an open line's money out is in `unmatched_out`. Whatever
+    that leaves of a line's amount is its `difference`.
     """
     confirmed = _confirmed_by_line(session, [line.id for line in lines])
     places: dict[int, dict[str, Decimal]] = {}
@@ -648,12 +668,19 @@ def line_places(
                 if allocation.target in ("order", "balance"):
                     found[allocation.target] += allocation.amount
         else:
-            found[STATUS_PLACES.get(line.status, "difference")] += line.amount
+            found[_status_place(line)] += line.amount
         explained = sum(found.values(), ZERO)
         if explained != line.amount:
             found["difference"] += line.amount - explained
         places[line.id] = dict(found)
     return places
+
+
+def _status_place(line: StatementLine) -> str:
+    place = STATUS_PLACES.get(line.status, "difference")
+    if place == "unmatched" and line.amount < 0:
+        return "unmatched_out"
+    return place
 
 
 def _confirmed_by_line(

@@ -13,7 +13,8 @@ from fastapi import Response
 from sqlmodel import Session, select
 
 from models.tables import LedgerEntry, ReviewTask, StatementLine
-from service.exports import ALLOCATION_COLUMNS, csv_text, xlsx_bytes
+from service import ledger
+from service.exports import STORED_ALLOCATION_COLUMNS, csv_text, xlsx_bytes
 from service.results import line_rows
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -36,6 +37,7 @@ TASK_COLUMNS = (
 LEDGER_COLUMNS = (
     "entry_id",
     "customer_id",
+    "booked_on",
     "created_at",
     "kind",
     "amount",
@@ -71,7 +73,8 @@ def allocations_table(
     if date_to:
         query = query.where(StatementLine.booking_date <= date_to)
     lines = session.exec(query.order_by(StatementLine.id)).all()
-    return Table("allocations", ALLOCATION_COLUMNS, line_rows(session, lines))
+    rows = line_rows(session, lines)
+    return Table("allocations", STORED_ALLOCATION_COLUMNS, rows)
 
 
 def review_tasks_table(session: Session) -> Table:
@@ -105,7 +108,12 @@ def review_tasks_table(session: Session) -> Table:
 
 
 def ledger_table(session: Session, customer_id: str | None) -> Table:
-    """Return ledger entries of one customer, or of all, in entry order."""
+    """Return ledger entries of one customer, or of all, in entry order.
+
+    `booked_on` is the day an entry counts for in the books. Entries
+    written before the ledger stored that day count on the day of their
+    `created_at`, and their rows show that day.
+    """
     query = select(LedgerEntry)
     if customer_id:
         query = query.where(LedgerEntry.customer_id == customer_id)
@@ -113,6 +121,7 @@ def ledger_table(session: Session, customer_id: str | None) -> Table:
         {
             "entry_id": entry.id,
             "customer_id": entry.customer_id,
+            "booked_on": ledger.entry_day(entry).isoformat(),
             "created_at": entry.created_at.isoformat(timespec="seconds"),
             "kind": entry.kind,
             "amount": entry.amount,

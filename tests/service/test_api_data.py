@@ -402,6 +402,8 @@ def test_allocations_export_has_every_line(client, erp):
         "decision",
         "anomaly_score",
         "anomaly_reasons",
+        "allocation_status",
+        "account",
     ]
 
 

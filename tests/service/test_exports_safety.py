@@ -2,23 +2,32 @@
 
 import csv
 import io
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from openpyxl import load_workbook
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
+from ingest.records import CustomerRecord, OrderRecord, ParsedStatement, StatementRecord
 from models.db import make_engine, session_scope
 from models.tables import StatementLine
+from service import booking, master
 from service.app import create_app
 from service.auth import create_api_key
+from service.booking import Part
 from service.cli import app
 from service.exports import csv_text, neutralise, write_csv
+from service.imports import lines_for_keys, store_statements
 from service.settings import Settings
 
 BREAK_MEMOS = ["\r=1+1", "a\n=1+1", "\n@SUM(1)"]
 FORMULA_CHARACTERS = ("=", "+", "-", "@")
+# A bank account that a spreadsheet would run as a formula.
+FORMULA_ACCOUNT = "=BANK-1"
 
 
 def _read_back(text: str) -> list[list[str]]:
@@ -153,4 +162,138 @@ def test_unmatched_report_csv_keeps_rows(cli_database, tmp_path):
     assert len(read) == 1 + len(BREAK_MEMOS)
     assert memos == {ref: neutralise(memo) for ref, memo in stored.items()}
     assert any("\n" in memo for memo in memos.values())
+    _assert_no_formula_cell(read)
+
+
+# Allocations of stored lines ---------------------------------------------------------
+
+
+def _seed_allocations(engine) -> None:
+    """Store P1 in review with a proposal, K1 confirmed and U1 without allocations."""
+    with session_scope(engine) as session:
+        master.upsert_customers(session, [CustomerRecord("C1", "恒达机械有限公司")])
+        master.upsert_orders(
+            session,
+            [
+                OrderRecord(
+                    "SO-1", "C1", date(2025, 6, 1), Decimal("300.00"), Decimal("300.00")
+                )
+            ],
+        )
+        records = [
+            StatementRecord(
+                line_ref=ref,
+                booking_date=date(2025, 6, day),
+                amount=Decimal(amount),
+                currency="CNY",
+                bank_id=ref,
+            )
+            for ref, day, amount in (
+                ("P1", 10, "300.00"),
+                ("K1", 11, "120.00"),
+                ("U1", 12, "45.00"),
+            )
+        ]
+        statement = ParsedStatement(
+            file_name="statement.sta",
+            format="mt940",
+            lines=records,
+            account=FORMULA_ACCOUNT,
+            currency="CNY",
+        )
+        report = store_statements(
+            session,
+            [statement],
+            Settings(),
+            file_name="statement.sta",
+            file_sha256="P1",
+        )
+        stored = lines_for_keys(session, report.line_keys)
+        lines = {line.line_ref: line for line in stored}
+
+        lines["P1"].status = "review"
+        session.add(lines["P1"])
+        booking.propose(
+            session,
+            lines["P1"],
+            [Part("order", Decimal("300.00"), "C1", "SO-1")],
+            confidence=0.7,
+            decision="review",
+            model_version=None,
+        )
+        booking.confirm(
+            session,
+            lines["K1"],
+            [Part("balance", Decimal("120.00"), "C1")],
+            actor="clerk-a",
+        )
+
+
+# line_ref, target, amount, allocation_status and account as the CSV has them.
+EXPECTED_ALLOCATION_CELLS = [
+    ("P1", "order", "300.00", "proposed", "'" + FORMULA_ACCOUNT),
+    ("K1", "balance", "120.00", "confirmed", "'" + FORMULA_ACCOUNT),
+    ("U1", "none", "45.00", "", "'" + FORMULA_ACCOUNT),
+]
+
+
+def _allocation_cells(rows: list[dict]) -> list[tuple]:
+    return [
+        (
+            row["line_ref"],
+            row["target"],
+            row["amount"],
+            row["allocation_status"],
+            row["account"],
+        )
+        for row in rows
+    ]
+
+
+def test_allocations_csv_has_status_and_account(client, erp, engine):
+    _seed_allocations(engine)
+
+    response = client.get("/v1/exports/allocations.csv", headers=erp)
+
+    assert response.status_code == 200, response.text
+    read = _read_back(response.content.decode("utf-8-sig"))
+    header = read[0]
+    assert header[-2:] == ["allocation_status", "account"]
+    rows = [dict(zip(header, row)) for row in read[1:]]
+    assert _allocation_cells(rows) == EXPECTED_ALLOCATION_CELLS
+    _assert_no_formula_cell(read)
+
+
+def test_allocations_xlsx_has_status_and_account(client, erp, engine):
+    _seed_allocations(engine)
+
+    response = client.get("/v1/exports/allocations.xlsx", headers=erp)
+
+    assert response.status_code == 200, response.text
+    sheet = load_workbook(io.BytesIO(response.content)).active
+    header = [cell.value for cell in sheet[1]]
+    rows = [dict(zip(header, row)) for row in sheet.iter_rows(min_row=2)]
+    assert [row["allocation_status"].value for row in rows] == [
+        "proposed",
+        "confirmed",
+        None,
+    ]
+    assert [row["account"].value for row in rows] == [FORMULA_ACCOUNT] * 3
+    assert [row["account"].data_type for row in rows] == ["s"] * 3
+    assert [row["amount"].value for row in rows] == [300, 120, 45]
+    assert [row["amount"].data_type for row in rows] == ["n"] * 3
+
+
+def test_status_out_has_status_and_account(cli_database, tmp_path):
+    engine = make_engine(cli_database)
+    _seed_allocations(engine)
+    engine.dispose()
+    out = tmp_path / "allocations.csv"
+
+    written = CliRunner().invoke(app, ["report", "status", "--out", str(out)])
+
+    assert written.exit_code == 0, written.output
+    read = _read_file(out)
+    rows = [dict(zip(read[0], row)) for row in read[1:]]
+    assert _allocation_cells(rows) == EXPECTED_ALLOCATION_CELLS
     _assert_no_formula_cell(read)

@@ -3,12 +3,15 @@
 import csv
 import io
 import threading
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
 from models.db import session_scope
+from models.tables import LedgerEntry
 from service.app import create_app
 from service.auth import create_api_key
 from service.settings import Settings
@@ -337,6 +340,23 @@ def test_ledger_api_reminders_as_json_and_csv(client, keys):
     assert rows[0]["since"] == "2025-06-10"
 
 
+def test_ledger_api_balances_as_of_earlier_day(client, keys):
+    _seed(client, keys["admin"], balance="812.00")
+
+    before = client.get(
+        "/v1/reports/balances", headers=keys["clerk"], params={"as_of": "2025-05-01"}
+    )
+    on_day = client.get(
+        "/v1/reports/balances", headers=keys["clerk"], params={"as_of": "2025-06-10"}
+    )
+
+    assert before.status_code == 200, before.text
+    assert before.json()["rows"] == []
+    [row] = on_day.json()["rows"]
+    assert (row["customer_id"], row["balance"]) == ("C1", "812.00")
+    assert (row["oldest_day"], row["age_days"]) == ("2025-06-10", 0)
+
+
 @pytest.mark.parametrize(
     "name", ["balances", "unmatched", "anomalies", "customer-anomalies", "reminders"]
 )
@@ -407,3 +427,52 @@ def test_ledger_api_unmatched_masked_for_analyst(client, keys):
     assert clerk_row["counterparty_account"] == "6222020012344567"
     assert analyst_row["counterparty_account"] == "6222****4567"
     assert analyst_row["counterparty_name"] == "张*"
+
+
+def _seed_dated_ledger(client, headers, engine) -> None:
+    """C1: a receipt on 2025-06-10, an application on 2025-06-20, an old entry."""
+    _seed(client, headers)
+    applied = _apply(client, headers, "300.00", booked_on="2025-06-20")
+    assert applied.status_code == 201, applied.text
+    with session_scope(engine) as session:
+        # Entries stored before `booked_on` existed count on their created_at day.
+        session.add(
+            LedgerEntry(
+                customer_id="C1",
+                kind="receipt",
+                amount=Decimal("5.00"),
+                created_at=datetime(2025, 3, 2, 9, 30, tzinfo=UTC),
+            )
+        )
+
+
+def test_ledger_export_csv_has_booked_on(client, keys, engine):
+    _seed_dated_ledger(client, keys["admin"], engine)
+
+    response = client.get(
+        "/v1/exports/ledger.csv", headers=keys["clerk"], params={"customer_id": "C1"}
+    )
+
+    assert response.status_code == 200, response.text
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert list(rows[0])[:4] == ["entry_id", "customer_id", "booked_on", "created_at"]
+    assert [(r["kind"], r["amount"], r["booked_on"]) for r in rows] == [
+        ("receipt", "500.00", "2025-06-10"),
+        ("application", "-300.00", "2025-06-20"),
+        ("receipt", "5.00", "2025-03-02"),
+    ]
+
+
+def test_ledger_export_xlsx_has_booked_on(client, keys, engine):
+    _seed_dated_ledger(client, keys["admin"], engine)
+
+    response = client.get(
+        "/v1/exports/ledger.xlsx", headers=keys["clerk"], params={"customer_id": "C1"}
+    )
+
+    assert response.status_code == 200, response.text
+    sheet = load_workbook(io.BytesIO(response.content)).active
+    header = [cell.value for cell in sheet[1]]
+    column = header.index("booked_on")
+    days = [row[column].value for row in sheet.iter_rows(min_row=2)]
+    assert days == ["2025-06-10", "2025-06-20", "2025-03-02"]

@@ -136,6 +136,69 @@ def test_reports_balances_aged_first_in_first_out(engine):
     assert row["age_days"] == 42
 
 
+def _seed_dated_balances(engine) -> None:
+    """C1 gets 100.00 on 2025-04-15, uses 60.00 on 2025-05-20, gets 812.00 later."""
+    _customers(engine)
+    ids = _import(
+        engine,
+        [
+            _record("A1", "2025-04-15", "100.00"),
+            _record("A2", "2025-06-10", "812.00"),
+            _record("A3", "2025-06-12", "40.00"),
+        ],
+    )
+    _book(engine, ids["A1"], Part("balance", _money("100.00"), "C1"))
+    _book(engine, ids["A2"], Part("balance", _money("812.00"), "C1"))
+    _book(engine, ids["A3"], Part("balance", _money("40.00"), "C2"))
+    with session_scope(engine) as session:
+        ledger.apply_balance(
+            session,
+            customer_id="C1",
+            amount=_money("60.00"),
+            actor="clerk-a",
+            today=date(2025, 5, 20),
+            order_id="SO-1",
+        )
+
+
+def _balance_summary(engine, as_of: date) -> list[tuple]:
+    with Session(engine) as session:
+        rows = reports.balance_rows(session, as_of=as_of)
+    return [
+        (row["customer_id"], row["balance"], row["oldest_day"], row["age_days"])
+        for row in rows
+    ]
+
+
+def test_reports_balances_leave_out_later_money(engine):
+    _seed_dated_balances(engine)
+
+    with Session(engine) as session:
+        [row] = reports.balance_rows(session, as_of=date(2025, 5, 1))
+
+    assert row["customer_id"] == "C1"
+    assert row["balance"] == _money("100.00")
+    assert row["days_0_30"] == _money("100.00")
+    assert row["days_31_60"] == _money("0.00")
+    assert row["oldest_day"] == "2025-04-15"
+    assert row["age_days"] == 16
+
+
+def test_reports_balances_on_each_day(engine):
+    _seed_dated_balances(engine)
+
+    before = _balance_summary(engine, date(2025, 4, 14))
+    after_use = _balance_summary(engine, date(2025, 5, 31))
+    after_receipts = _balance_summary(engine, date(2025, 6, 12))
+
+    assert before == []
+    assert after_use == [("C1", _money("40.00"), "2025-04-15", 46)]
+    assert after_receipts == [
+        ("C1", _money("852.00"), "2025-04-15", 58),
+        ("C2", _money("40.00"), "2025-06-12", 0),
+    ]
+
+
 @pytest.mark.parametrize(
     ("age", "bucket"),
     [
@@ -340,6 +403,30 @@ def test_reports_unmatched_identified_or_not(engine):
     }
 
 
+def test_reports_unmatched_money_out_after_money_in(engine):
+    _customers(engine)
+    _import(
+        engine,
+        [
+            _record("O1", "2025-08-01", "-20.00", memo="salary"),
+            _record("A1", "2025-08-02", "50.00"),
+            _record("O2", "2025-08-03", "-5.00", memo="electricity"),
+            _record("A2", "2025-08-04", "10.00"),
+        ],
+    )
+
+    with Session(engine) as session:
+        rows = reports.unmatched_rows(session, as_of=AS_OF)
+
+    assert [(r["line_ref"], r["direction"], r["amount"]) for r in rows] == [
+        ("A1", "money_in", _money("50.00")),
+        ("A2", "money_in", _money("10.00")),
+        ("O1", "money_out", _money("-20.00")),
+        ("O2", "money_out", _money("-5.00")),
+    ]
+    assert "direction" in reports.UNMATCHED_COLUMNS
+
+
 # Reconciliation -----------------------------------------------------------------------
 
 
@@ -396,6 +483,33 @@ def test_reports_reconciliation_ties(engine):
     assert report.places["unmatched"] == _money("42.00")
     assert report.balance_allocations == report.ledger_receipts == _money("200.00")
     assert report.ledger_movement["fee"] == _money("-15.00")
+
+
+def test_reports_reconciliation_money_out_own_place(engine):
+    _customers(engine)
+    ids = _import(
+        engine,
+        [
+            _record("A1", "2025-08-01", "500.00"),
+            _record("O1", "2025-08-03", "-120.50", memo="salary"),
+            _record("O2", "2025-08-05", "-30.00", memo="rent"),
+            _record("A2", "2025-08-07", "80.00"),
+        ],
+        opening="1000.00",
+        closing="1429.50",
+    )
+    _mark(engine, ids["O2"], status="not_customer")
+    _mark(engine, ids["A2"], status="unmatched")
+
+    report = _reconcile(engine)
+
+    assert report.differences == []
+    assert report.lines_total == _money("429.50")
+    assert report.places["unmatched"] == _money("580.00")
+    assert report.places["unmatched_out"] == _money("-120.50")
+    assert report.places["not_customer"] == _money("-30.00")
+    assert report.places["difference"] == _money("0.00")
+    assert sum(report.places.values(), _money("0.00")) == report.lines_total
 
 
 def test_reports_reconciliation_lists_differences(engine):

@@ -161,6 +161,43 @@ def test_reconciliation_closing_detail_names_balance_date(cli_database):
     assert "bank,closing_balance,104935.20,,closing balance dated 2025-03-31" in printed
 
 
+def _import_money_out(folder: Path) -> None:
+    """Import L1 and L2 (money in) with O1, a salary paid before them."""
+    _import_statement(folder)
+    statement = folder / "salary.csv"
+    with statement.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["line_ref", "booking_date", "amount", "currency", "memo"])
+        writer.writerow(["O1", "2025-06-05", "-300.25", "CNY", "工资"])
+    _run("import", str(statement))
+
+
+def test_reconciliation_cli_money_out_own_place(cli_database, tmp_path):
+    _import_money_out(tmp_path)
+
+    printed = _run(
+        "report", "reconciliation", "--account", "default", "--month", "2025-06"
+    )
+
+    lines = printed.splitlines()
+    assert "bank,lines_total,512.25,," in lines
+    assert "places,unmatched,812.50,," in lines
+    assert "places,unmatched_out,-300.25,," in lines
+
+
+def test_unmatched_cli_money_out_last(cli_database, tmp_path):
+    _import_money_out(tmp_path)
+
+    printed = _run("report", "unmatched", "--as-of", "2025-06-30")
+
+    rows = list(csv.DictReader(printed.splitlines()))
+    assert [(r["line_ref"], r["direction"], r["amount"]) for r in rows] == [
+        ("L1", "money_in", "800.50"),
+        ("L2", "money_in", "12.00"),
+        ("O1", "money_out", "-300.25"),
+    ]
+
+
 def test_migration_log_hidden_by_default(cli_database):
     quiet = _run("report")
     verbose = _run("--verbose", "report")
