@@ -47,6 +47,10 @@ class OrderCustomerConflict(CashmatchError):
     """An order update that would move an order with payments to another customer."""
 
 
+class OrderOverAllocation(CashmatchError):
+    """An order update that would leave less on an order than Cashmatch booked."""
+
+
 @dataclass
 class LoadReport:
     """How many master-data rows were created and updated.
@@ -130,6 +134,10 @@ def upsert_orders(
     after `as_of` are taken off the ERP's open amount, because the ERP could
     not have known them yet. A cancelled order releases what was paid to it
     to the customer's prepayment balance.
+
+    Raises OrderOverAllocation, and changes nothing, when an order would be
+    left with less open than Cashmatch booked after `as_of`, or with an
+    amount below what is confirmed on it.
     """
     as_of = _as_utc(as_of or utcnow())
     records = list(records)
@@ -139,6 +147,7 @@ def upsert_orders(
     _check_customer_changes(session, records, existing)
 
     booked = _booked_since(session, list(existing), as_of)
+    _check_over_allocation(session, records, existing, as_of=as_of, booked=booked)
     for record in records:
         if record.customer_id not in known_customers:
             raise UnknownCustomer(
@@ -233,6 +242,92 @@ def _paid_to_orders(session: Session, order_ids: list[str]) -> dict[str, Decimal
     return paid
 
 
+def _check_over_allocation(
+    session: Session,
+    records: list[OrderRecord],
+    existing: dict[str, SalesOrder],
+    *,
+    as_of: datetime,
+    booked: dict[str, Decimal],
+) -> None:
+    """Raise OrderOverAllocation if records leave orders with less than is booked.
+
+    A cancelling record is checked only against its fee allocations. The
+    cancellation releases the order allocations and balance applications to
+    the prepayment balance, and a cancelled order takes no new bookings.
+    """
+    updates = [record for record in records if record.order_id in existing]
+    cancelled_ids = [record.order_id for record in updates if _cancels(record)]
+    updated_ids = [record.order_id for record in updates if not _cancels(record)]
+    fees = _fees_on_orders(session, cancelled_ids)
+    paid = _paid_to_orders(session, updated_ids)
+
+    problems = []
+    for record in updates:
+        if _cancels(record):
+            since = ZERO
+            confirmed = fees.get(record.order_id, ZERO)
+        else:
+            since = booked.get(record.order_id, ZERO)
+            confirmed = paid.get(record.order_id, ZERO)
+        problem = _over_allocation(record, as_of, since, confirmed)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise OrderOverAllocation(_over_allocation_message(problems))
+
+
+def _cancels(record: OrderRecord) -> bool:
+    return record.status.lower() == "cancelled"
+
+
+def _over_allocation(
+    record: OrderRecord, as_of: datetime, booked: Decimal, confirmed: Decimal
+) -> str | None:
+    reasons = []
+    if record.open_amount < booked:
+        reasons.append(
+            f"the ERP's open amount is {record.open_amount} as of "
+            f"{as_of.isoformat()}, but Cashmatch booked {booked} to it after that"
+        )
+    if record.amount < confirmed:
+        reasons.append(
+            f"its amount {record.amount} is less than the {confirmed} "
+            "confirmed on it in Cashmatch"
+        )
+    if not reasons:
+        return None
+    return f"order {record.order_id}: " + ", and ".join(reasons)
+
+
+def _over_allocation_message(problems: list[str]) -> str:
+    listed = "; ".join(problems[:20])
+    if len(problems) > 20:
+        listed += f"; and {len(problems) - 20} more orders"
+    return (
+        f"{listed}. Nothing was changed. Send the order again with an as_of after "
+        "Cashmatch's bookings or with the right amount and open amount, or "
+        "reverse its allocations and balance applications first"
+    )
+
+
+def _fees_on_orders(session: Session, order_ids: list[str]) -> dict[str, Decimal]:
+    """Return the confirmed fee allocations on orders, which a cancellation keeps."""
+    fees: dict[str, Decimal] = {}
+    for start in range(0, len(order_ids), 500):
+        query = (
+            select(Allocation.order_id, func.sum(Allocation.amount))
+            .where(
+                Allocation.order_id.in_(order_ids[start : start + 500]),
+                Allocation.status == "confirmed",
+                Allocation.target == "fee",
+            )
+            .group_by(Allocation.order_id)
+        )
+        fees.update(session.exec(query).all())
+    return fees
+
+
 def _orders_by_id(session: Session, order_ids: list[str]) -> dict[str, SalesOrder]:
     found: dict[str, SalesOrder] = {}
     for start in range(0, len(order_ids), 500):
@@ -253,6 +348,8 @@ def _apply_order_record(
     order.erp_open_amount = record.open_amount
     order.erp_as_of = as_of
     order.updated_at = utcnow()
+    # Only a cancelling record can go below zero here, because
+    # _check_over_allocation rejects the others. Its payments are released.
     order.open_amount = max(record.open_amount - booked, ZERO)
     order.status = order_status(record.status.lower(), order)
 

@@ -27,7 +27,11 @@ from service.auth import AuthError
 from service.booking import InvalidAllocation
 from service.explain import LineNotFound
 from service.idempotency import IdempotencyKeyError
-from service.master import OrderCustomerConflict, UnknownCustomer
+from service.master import (
+    OrderCustomerConflict,
+    OrderOverAllocation,
+    UnknownCustomer,
+)
 from service.review import ReviewConflict, TaskNotFound
 from service.voiding import BatchAlreadyVoided, BatchNotFound, InvalidVoid
 from service.webhooks import InvalidWebhook, WebhookNotFound
@@ -63,6 +67,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (ImportFormatError, 422, "invalid_file"),
     (UnknownCustomer, 422, "unknown_customer"),
     (OrderCustomerConflict, 409, "order_customer_conflict"),
+    (OrderOverAllocation, 409, "order_over_allocation"),
     (IdempotencyKeyError, 422, "idempotency_key_reused"),
     (AuthError, 422, "invalid_user"),
     (ModelNotReady, 503, "model_not_ready"),

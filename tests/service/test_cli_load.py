@@ -1,13 +1,17 @@
 """`cashmatch load` with several folders and files."""
 
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from models.db import make_engine
-from models.tables import Customer, SalesOrder
+from models.db import make_engine, session_scope
+from models.tables import Customer, SalesOrder, StatementLine
+from service import booking
+from service.booking import Part
 from service.cli import app
 
 CUSTOMERS_HEADER = "customer_id,name,aliases,bank_accounts\n"
@@ -119,3 +123,51 @@ def test_load_rejects_unknown_file_name(cli_database, tmp_path):
     )
     customers, _ = _stored(cli_database)
     assert customers == {}
+
+
+def _pay_order(database_url: str, order_id: str, amount: str) -> None:
+    engine = make_engine(database_url)
+    with session_scope(engine) as session:
+        line = StatementLine(
+            account="default",
+            line_ref="L1",
+            dedupe_key="k-L1",
+            booking_date=date(2025, 6, 10),
+            amount=Decimal(amount),
+            memo=order_id,
+        )
+        session.add(line)
+        session.flush()
+        part = Part("order", Decimal(amount), "C1", order_id)
+        booking.confirm(session, line, [part], actor="clerk-a")
+    engine.dispose()
+
+
+def test_load_rejects_amount_below_paid(cli_database, tmp_path):
+    first = _folder(
+        tmp_path,
+        "first",
+        "C1,North Tools,,\n",
+        "SO-9501,C1,2024-12-01,730.00,730.00,CNY,,open\n",
+    )
+    assert CliRunner().invoke(app, ["load", str(first)]).exit_code == 0
+    _pay_order(cli_database, "SO-9501", "727.00")
+    lowered = tmp_path / "orders.csv"
+    lowered.write_text(
+        ORDERS_HEADER + "SO-9501,C1,2024-12-01,700.00,0.00,CNY,,open\n",
+        encoding="utf-8",
+    )
+
+    result = CliRunner().invoke(app, ["load", str(lowered)])
+
+    assert result.exit_code == 1
+    assert (
+        "error: order SO-9501: its amount 700.00 is less than the 727.00 "
+        "confirmed on it in Cashmatch. Nothing was changed." in result.output
+    )
+    engine = make_engine(cli_database)
+    with Session(engine) as session:
+        order = session.get(SalesOrder, "SO-9501")
+    engine.dispose()
+    assert order.amount == Decimal("730.00")
+    assert order.open_amount == Decimal("3.00")
