@@ -1,8 +1,9 @@
 """The Gradio review page mounted at /review.
 
-The page is open, but every action needs a signed-in clerk. Gradio keeps
-the signed-in user, the language and the open task per browser session in
-the worker's memory. With several workers, a clerk's session must therefore
+Anyone can open the page, but every event that shows the queue, a task, a
+report, the dashboard or a customer, and every action, needs a signed-in
+user (see `views.requires_sign_in`). Gradio keeps the signed-in user, the
+language and the open task per browser session in the worker's memory. With several workers, a clerk's session must therefore
 stay on one worker. Claims and decisions live in the database.
 """
 
@@ -28,6 +29,7 @@ from review_ui.reasons import (
 )
 from review_ui.reports import ReportsTab
 from review_ui.texts import DEFAULT_LANGUAGE, text
+from service.masking import needs_masking
 from service.review import ReviewDecision
 from service.settings import Settings
 
@@ -146,9 +148,7 @@ def build_review_page(settings: Settings, engine: Engine) -> gr.Blocks:
         title=text("title", DEFAULT_LANGUAGE), analytics_enabled=False
     ) as blocks:
         page.build()
-        blocks.load(
-            page.refresh, page._filters(), [page.queue, page.counts, page.message]
-        )
+        blocks.load(page.refresh, page._queue_inputs(), page._queue_outputs())
     return blocks
 
 
@@ -472,6 +472,9 @@ class _Page:
             self.language,
         ]
 
+    def _queue_inputs(self) -> list:
+        return [self.clerk, *self._filters()]
+
     def _queue_outputs(self) -> list:
         return [self.queue, self.counts, self.message]
 
@@ -501,7 +504,7 @@ class _Page:
     def _wire_page(self) -> None:
         self.language_choice.change(
             self.change_language,
-            [self.language_choice, self.clerk, *self._filters()[:-1]],
+            [self.clerk, *self._filters()[:-1], self.language_choice],
             [
                 self.language,
                 *self.labels.components,
@@ -516,15 +519,17 @@ class _Page:
             self.sign_in,
             [self.user_name, self.password, self.language],
             [self.clerk, self.signed_in_text, self.password],
-        ).then(self.refresh, self._filters(), self._queue_outputs())
+        ).then(self.refresh, self._queue_inputs(), self._queue_outputs())
         self.sign_out_button.click(
             self.sign_out,
             [self.language],
             [self.clerk, self.signed_in_text, self.current],
-        )
+        ).then(self.refresh, self._queue_inputs(), self._queue_outputs())
 
     def _wire_queue(self) -> None:
-        self.refresh_button.click(self.refresh, self._filters(), self._queue_outputs())
+        self.refresh_button.click(
+            self.refresh, self._queue_inputs(), self._queue_outputs()
+        )
         self.next_button.click(
             self.next_task,
             [self.clerk, *self._filters()],
@@ -556,13 +561,13 @@ class _Page:
                 self._decider(action),
                 decision_inputs,
                 [*self._task_outputs(), self.message],
-            ).then(self.refresh, self._filters(), self._queue_outputs())
+            ).then(self.refresh, self._queue_inputs(), self._queue_outputs())
 
         self.undo_button.click(
             self.undo,
             [self.clerk, self.current, self.note, self.language],
             [*self._task_outputs(), self.message],
-        ).then(self.refresh, self._filters(), self._queue_outputs())
+        ).then(self.refresh, self._queue_inputs(), self._queue_outputs())
         self.release_button.click(
             self.release,
             [self.clerk, self.current, self.language],
@@ -571,16 +576,21 @@ class _Page:
 
     # Handlers --------------------------------------------------------------------
 
-    def change_language(self, language, clerk, *filters):
-        try:
-            queue, counts = self._queue(filters, language)
-        except ValueError:
-            queue, counts = gr.update(), gr.update()
+    def change_language(self, clerk, *inputs):
+        *_, language = inputs
+        queue, counts, message = self.refresh(clerk, *inputs)
         if clerk is None:
             signed_in = text("not_signed_in", language)
         else:
             signed_in = text("signed_in_as", language, name=clerk.name, role=clerk.role)
-        return [language, *self.labels.updates(language), queue, counts, signed_in, ""]
+        return [
+            language,
+            *self.labels.updates(language),
+            queue,
+            counts,
+            signed_in,
+            message,
+        ]
 
     def sign_in(self, name, password, language):
         clerk, message = views.sign_in_clerk(
@@ -591,26 +601,37 @@ class _Page:
     def sign_out(self, language):
         return None, text("not_signed_in", language), None
 
-    def refresh(self, *inputs):
+    def _queue_signed_out(self, language):
+        empty = pd.DataFrame([], columns=views.queue_columns(language))
+        return empty, "", text("not_signed_in", language)
+
+    @views.requires_sign_in(_queue_signed_out)
+    def refresh(self, clerk, *inputs):
         *filters, language = inputs
         try:
-            queue, counts = self._queue(filters, language)
+            queue, counts = self._queue(clerk, filters, language)
         except ValueError as exc:
             return gr.update(), gr.update(), text("error", language, error=str(exc))
         return queue, counts, ""
 
-    def _queue(self, filters, language) -> tuple[pd.DataFrame, str]:
+    def _queue(self, clerk, filters, language) -> tuple[pd.DataFrame, str]:
         *fields, sort = filters
         parsed = views.parse_filters(*(value or "" for value in fields))
         queue, counts = views.queue_table(
-            self.engine, parsed, sort or "priority", language
+            self.engine,
+            parsed,
+            sort or "priority",
+            language,
+            masked=needs_masking(clerk.role),
         )
         return localize_queue(queue, counts, language)
 
+    def _task_signed_out(self, language):
+        return self._no_task(text("not_signed_in", language))
+
+    @views.requires_sign_in(_task_signed_out)
     def next_task(self, clerk, *inputs):
         *filters, language = inputs
-        if clerk is None:
-            return self._no_task(text("not_signed_in", language))
         try:
             *fields, _ = filters
             parsed = views.parse_filters(*(value or "" for value in fields))
@@ -621,11 +642,10 @@ class _Page:
         )
         if task_id is None:
             return self._no_task(text("queue_empty", language))
-        return self._show(task_id, language)
+        return self._show(clerk, task_id, language)
 
+    @views.requires_sign_in(_task_signed_out)
     def open_task(self, clerk, task_id, language):
-        if clerk is None:
-            return self._no_task(text("not_signed_in", language))
         if task_id is None:
             return self._no_task(text("no_task", language))
         try:
@@ -637,7 +657,7 @@ class _Page:
                 "review task %s: claim by %s failed: %s", task_id, clerk.name, exc
             )
             return self._no_task(text("error", language, error=str(exc)))
-        return self._show(int(task_id), language)
+        return self._show(clerk, int(task_id), language)
 
     def open_selected(self, clerk, language, event: gr.SelectData):
         row = event.row_value or []
@@ -645,9 +665,10 @@ class _Page:
             return self._no_task(text("no_task", language))
         return self.open_task(clerk, int(row[0]), language)
 
-    def _show(self, task_id: int, language: str, message: str | None = None):
+    def _show(self, clerk, task_id: int, language: str, message: str | None = None):
+        masked = needs_masking(clerk.role)
         view = localize_task_view(
-            views.task_view(self.engine, task_id, language), language
+            views.task_view(self.engine, task_id, language, masked=masked), language
         )
         current = {
             "task_id": view.task_id,
@@ -675,8 +696,8 @@ class _Page:
     def _decider(self, action: str):
         def handler(clerk, current, candidate, split_rows, customer_id, note, language):
             return self.decide(
-                action,
                 clerk,
+                action,
                 current,
                 candidate,
                 split_rows,
@@ -688,11 +709,10 @@ class _Page:
         handler.__name__ = f"decide_{action}"
         return handler
 
+    @views.requires_sign_in(_task_signed_out)
     def decide(
-        self, action, clerk, current, candidate, split_rows, customer_id, note, language
+        self, clerk, action, current, candidate, split_rows, customer_id, note, language
     ):
-        if clerk is None:
-            return self._no_task(text("not_signed_in", language))
         if not current:
             return self._no_task(text("no_task", language))
         try:
@@ -716,11 +736,10 @@ class _Page:
             language=language,
         )
         message = localize_decided(message, language)
-        return self._show(current["task_id"], language, message)
+        return self._show(clerk, current["task_id"], language, message)
 
+    @views.requires_sign_in(_task_signed_out)
     def undo(self, clerk, current, note, language):
-        if clerk is None:
-            return self._no_task(text("not_signed_in", language))
         if not current:
             return self._no_task(text("no_task", language))
         message, task_id = views.undo(
@@ -729,7 +748,7 @@ class _Page:
         if task_id is None:
             return self._no_task(message)
         views.claim_task(self.engine, clerk, task_id, self.settings.claim_minutes)
-        return self._show(task_id, language, message)
+        return self._show(clerk, task_id, language, message)
 
     def release(self, clerk, current, language):
         if clerk is None or not current:

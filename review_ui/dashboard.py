@@ -7,6 +7,7 @@ automatic decision right or wrong.
 
 `dashboard_view` builds every table without Gradio, so it can be tested on
 its own; `DashboardTab` lays out the components and wires their events.
+The figures are shown to signed-in users only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from models.db import session_scope
 from models.errors import CashmatchError
 from review_ui.reasons import CHANNELS, LINE_STATUSES, code_text, status_text
 from review_ui.texts import text
+from review_ui.views import requires_sign_in
 from service.auditing import open_audit_tasks, record_verdict
 from service.metrics import AlertLevels, Figures, dashboard_figures
 from training.metrics import Rate
@@ -32,6 +34,20 @@ from training.metrics import Rate
 log = logging.getLogger("cashmatch.review_ui")
 
 PLOT_WEEKS = 26
+# The components that `DashboardTab.refresh` fills, in its order.
+OUTPUT_NAMES = (
+    "alerts",
+    "summary",
+    "automation_plot",
+    "precision_plot",
+    "accepted_plot",
+    "models_plot",
+    "unmatched_plot",
+    "by_account",
+    "by_channel",
+    "promotions",
+    "open_audits",
+)
 
 
 @dataclass
@@ -447,33 +463,27 @@ class DashboardTab:
 
     def outputs(self) -> list:
         """Return the components that `refresh` fills, in its order."""
-        return [
-            self.alerts,
-            self.summary,
-            self.automation_plot,
-            self.precision_plot,
-            self.accepted_plot,
-            self.models_plot,
-            self.unmatched_plot,
-            self.by_account,
-            self.by_channel,
-            self.promotions,
-            self.open_audits,
-        ]
+        return [getattr(self, name) for name in OUTPUT_NAMES]
 
     def wire(self, clerk: gr.State, language: gr.State, tab=None) -> None:
         """Connect the buttons; `tab`, when given, refreshes on selection."""
-        self.refresh_button.click(self.refresh, [language], self.outputs())
+        self.refresh_button.click(self.refresh, [clerk, language], self.outputs())
         if tab is not None:
-            tab.select(self.refresh, [language], self.outputs())
+            tab.select(self.refresh, [clerk, language], self.outputs())
         for button, right in ((self.right_button, True), (self.wrong_button, False)):
             button.click(
                 self._verdict(right),
                 [clerk, self.audit_task, self.audit_note, language],
                 [self.audit_message],
-            ).then(self.refresh, [language], self.outputs())
+            ).then(self.refresh, [clerk, language], self.outputs())
 
-    def refresh(self, language: str) -> list:
+    def _signed_out(self, language: str) -> list:
+        # The alerts box shows the message; every table and plot is emptied.
+        empty = [None] * (len(OUTPUT_NAMES) - 1)
+        return [text("not_signed_in", language), *empty]
+
+    @requires_sign_in(_signed_out)
+    def refresh(self, clerk, language: str) -> list:
         """Return the new value of every output component."""
         view = dashboard_view(self.engine, language)
         columns = view.automation_week.columns

@@ -6,8 +6,10 @@ which can be exported as CSV or XLSX. Below them a clerk opens a customer's
 ledger, applies the balance to an order or an invoice, requests a refund or
 a write-off, and approves other users' requests.
 
-Reading needs no sign-in, like the queue. Every action needs a signed-in
-user whose role allows it, and runs in its own transaction.
+Reading needs a signed-in user, like the queue, and masks payers' and
+customers' personal data for roles that see it masked in the API. Every
+action needs a signed-in user whose role allows it, and runs in its own
+transaction.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from review_ui.reasons import (
     status_text,
 )
 from review_ui.texts import text
-from review_ui.views import Clerk
+from review_ui.views import Clerk, requires_sign_in
 from service import controls, ledger, reports
 from service.auth import allows
 from service.exports import csv_text, xlsx_bytes
+from service.masking import mask_name, mask_report_row, mask_text, needs_masking
 from service.settings import Settings
 
 log = logging.getLogger("cashmatch.review_ui")
@@ -166,6 +169,7 @@ def reports_view(
     account: str,
     month: str,
     language: str,
+    masked: bool = False,
 ) -> ReportsView:
     """Return the charts, tables and summary of the reports part of the tab."""
     options = _options(settings, as_of, account, month)
@@ -185,6 +189,10 @@ def reports_view(
         )
         rec_table, rec_text = _reconciliation(session, account, month, language)
     totals = reports.unmatched_totals(unmatched)
+    if masked:
+        balances = [mask_report_row(row) for row in balances]
+        reminders = [mask_report_row(row) for row in reminders]
+        unmatched = [mask_report_row(row) for row in unmatched]
     summary = text(
         "rep_totals",
         language,
@@ -308,12 +316,15 @@ def export_report(
     account: str,
     month: str,
     folder: Path,
+    masked: bool = False,
 ) -> Path:
     """Write a report as CSV or XLSX into `folder` and return the file."""
     with Session(engine) as session:
         columns, rows = reports.report_table(
             session, name, _options(settings, as_of, account, month)
         )
+    if masked:
+        rows = [mask_report_row(row) for row in rows]
     path = folder / f"{name}-{as_of.isoformat()}.{fmt}"
     if fmt == "xlsx":
         path.write_bytes(xlsx_bytes(rows, columns, title=name))
@@ -333,9 +344,19 @@ class CustomerView:
 
 
 def customer_view(
-    engine: Engine, settings: Settings, customer_id: str, *, as_of: date, language: str
+    engine: Engine,
+    settings: Settings,
+    customer_id: str,
+    *,
+    as_of: date,
+    language: str,
+    masked: bool = False,
 ) -> CustomerView:
-    """Return a customer's ledger with customer-level and line-level anomalies."""
+    """Return a customer's ledger with customer-level and line-level anomalies.
+
+    With `masked`, a person's name is masked, and so are that name and
+    account numbers in the entries' notes.
+    """
     with Session(engine) as session:
         view = ledger.customer_ledger(session, customer_id.strip())
         found = reports.customer_anomalies(
@@ -346,10 +367,16 @@ def customer_view(
             customer_id=view.customer_id,
         )
         lines = reports.line_anomalies(session, view.customer_id)
+    name = mask_name(view.name) if masked else view.name
     entries = [
         {column: getattr(entry, column) for column in ENTRY_COLUMNS}
         for entry in view.entries
     ]
+    if masked:
+        entries = [
+            {**entry, "note": mask_text(entry["note"] or "", names=[view.name])}
+            for entry in entries
+        ]
     customer_level = code_text(ANOMALY_LEVELS, "customer", language)
     line_level = code_text(ANOMALY_LEVELS, "line", language)
     anomalies = [
@@ -374,7 +401,7 @@ def customer_view(
         "cust_balance_text",
         language,
         customer=view.customer_id,
-        name=view.name,
+        name=name,
         balance=f"{view.balance:.2f}",
     )
     return CustomerView(
@@ -553,7 +580,7 @@ class ReportsTab:
         self._approvals_part(language)
         self._wire()
         tab.select(self.refresh, self._report_inputs(), self._report_outputs_list())
-        tab.select(self.show_requests, [self.language], [self.requests])
+        tab.select(self.show_requests, [self.clerk, self.language], [self.requests])
 
     def _add(self, component, key: str, attribute: str = "label"):
         return self.labels.add(component, key, attribute)
@@ -783,7 +810,7 @@ class ReportsTab:
     # Events ------------------------------------------------------------------
 
     def _report_inputs(self) -> list:
-        return [self.as_of, self.account, self.month, self.language]
+        return [self.clerk, self.as_of, self.account, self.month, self.language]
 
     def _report_outputs_list(self) -> list:
         return [
@@ -799,7 +826,12 @@ class ReportsTab:
         )
         self.export_button.click(
             self.export,
-            [self.export_name, self.export_format, *self._report_inputs()],
+            [
+                self.clerk,
+                self.export_name,
+                self.export_format,
+                *self._report_inputs()[1:],
+            ],
             [self.export_file, self.summary],
         )
         customer_outputs = [
@@ -810,7 +842,7 @@ class ReportsTab:
         ]
         self.show_button.click(
             self.show_customer,
-            [self.customer_id, self.as_of, self.language],
+            [self.clerk, self.customer_id, self.as_of, self.language],
             customer_outputs,
         )
         action_inputs = [
@@ -825,7 +857,7 @@ class ReportsTab:
         ]
         for action, button in self.action_buttons.items():
             button.click(self._actor(action), action_inputs, customer_outputs).then(
-                self.show_requests, [self.language], [self.requests]
+                self.show_requests, [self.clerk, self.language], [self.requests]
             )
         for button, approve in (
             (self.approve_button, True),
@@ -836,9 +868,24 @@ class ReportsTab:
                 [self.clerk, self.request_id, self.language],
                 [self.requests, self.action_message],
             )
-        self.requests_button.click(self.show_requests, [self.language], [self.requests])
+        self.requests_button.click(
+            self.show_requests, [self.clerk, self.language], [self.requests]
+        )
 
-    def refresh(self, as_of, account, month, language):
+    def _reports_signed_out(self, language):
+        empty_tables = [
+            frame([], columns, language)
+            for columns in (
+                reports.BALANCE_COLUMNS,
+                reports.REMINDER_COLUMNS,
+                UNMATCHED_SHOWN,
+                reports.RECONCILIATION_COLUMNS,
+            )
+        ]
+        return [None, None, *empty_tables, text("not_signed_in", language)]
+
+    @requires_sign_in(_reports_signed_out)
+    def refresh(self, clerk, as_of, account, month, language):
         """Recompute the charts and tables."""
         try:
             day = parse_day(as_of, language) or _today(self.settings)
@@ -852,6 +899,7 @@ class ReportsTab:
                 account=(account or "").strip(),
                 month=month,
                 language=language,
+                masked=needs_masking(clerk.role),
             )
         except (CashmatchError, ValueError) as exc:
             keep = [gr.update()] * (len(self.tables) + 2)
@@ -866,7 +914,11 @@ class ReportsTab:
             view.summary,
         ]
 
-    def export(self, name, fmt, as_of, account, month, language):
+    def _export_signed_out(self, language):
+        return None, text("not_signed_in", language)
+
+    @requires_sign_in(_export_signed_out)
+    def export(self, clerk, name, fmt, as_of, account, month, language):
         """Write the chosen report to a file the browser downloads."""
         try:
             day = parse_day(as_of, language) or _today(self.settings)
@@ -879,12 +931,19 @@ class ReportsTab:
                 account=(account or "").strip(),
                 month=(month or "").strip(),
                 folder=self.folder,
+                masked=needs_masking(clerk.role),
             )
         except (CashmatchError, ValueError) as exc:
             return None, text("error", language, error=str(exc))
         return str(path), ""
 
-    def show_customer(self, customer_id, as_of, language, message: str = ""):
+    def _customer_signed_out(self, language):
+        entries = frame([], ENTRY_COLUMNS, language)
+        anomalies = frame([], ANOMALY_SHOWN, language)
+        return "", entries, anomalies, text("not_signed_in", language)
+
+    @requires_sign_in(_customer_signed_out)
+    def show_customer(self, clerk, customer_id, as_of, language):
         """Show a customer's ledger and anomalies."""
         try:
             day = parse_day(as_of, language) or _today(self.settings)
@@ -894,12 +953,17 @@ class ReportsTab:
                 customer_id or "",
                 as_of=day,
                 language=language,
+                masked=needs_masking(clerk.role),
             )
         except (CashmatchError, ValueError) as exc:
             return "", gr.update(), gr.update(), text("error", language, error=str(exc))
-        return view.summary, view.entries, view.anomalies, message
+        return view.summary, view.entries, view.anomalies, ""
 
-    def show_requests(self, language):
+    def _requests_signed_out(self, language):
+        return frame([], REQUEST_COLUMNS, language)
+
+    @requires_sign_in(_requests_signed_out)
+    def show_requests(self, clerk, language):
         """Show the requests that wait for approval."""
         return pending_requests(self.engine, language)
 
@@ -929,7 +993,11 @@ class ReportsTab:
                     note=note or "",
                     language=language,
                 )
-            return self.show_customer(customer_id, as_of, language, message)
+            summary, entries, anomalies, show_error = self.show_customer(
+                clerk, customer_id, as_of, language
+            )
+            # A failure to show the ledger outranks the action's message.
+            return summary, entries, anomalies, show_error or message
 
         handler.__name__ = f"ledger_{action}"
         return handler
@@ -944,7 +1012,7 @@ class ReportsTab:
                 approve=approve,
                 language=language,
             )
-            return pending_requests(self.engine, language), message
+            return self.show_requests(clerk, language), message
 
         handler.__name__ = "ledger_approve" if approve else "ledger_reject"
         return handler

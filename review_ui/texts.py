@@ -17,8 +17,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Signed in as {name} ({role})",
     },
     "not_signed_in": {
-        "zh": "未登录：请先登录再处理任务",
-        "en": "Not signed in: sign in to decide tasks",
+        "zh": "未登录：请先登录再查看或处理任务",
+        "en": "Not signed in: sign in to see and decide tasks",
     },
     "sign_in_failed": {"zh": "用户名或密码错误", "en": "Wrong user name or password"},
     "role_cannot_review": {

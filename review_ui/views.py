@@ -2,13 +2,17 @@
 
 Each function opens its own transaction on the engine, so a page event is
 one unit of work. Payer text (names, memos) is returned as plain strings
-for text cells and text boxes, never as Markdown or HTML.
+for text cells and text boxes, never as Markdown or HTML. With
+`masked=True` the views mask payers' names and account numbers as the API
+does for analysts (see `service.masking`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -25,6 +29,7 @@ from review_ui.texts import text
 from service import review
 from service.auth import allows, sign_in
 from service.booking import Part
+from service.masking import mask_line_fields, mask_name, mask_text
 from service.review import ReviewDecision, TaskFilter
 
 log = logging.getLogger("cashmatch.review_ui")
@@ -66,6 +71,28 @@ def sign_in_clerk(
         clerk = Clerk(user.name, user.role)
     log.info("review page sign-in by %s", clerk.name)
     return clerk, text("signed_in_as", language, name=clerk.name, role=clerk.role)
+
+
+def requires_sign_in(signed_out: Callable[[object, str], object]):
+    """Return a decorator that runs an event handler only for a signed-in user.
+
+    The decorated method takes the clerk state as its first argument after
+    `self` and the language as its last. Without a clerk it returns
+    `signed_out(self, language)` instead: outputs that contain no payer
+    data, and the page's sign-in message. Anyone can call a handler through
+    Gradio's HTTP API, so the check sits in the handler, not in the layout.
+    """
+
+    def decorate(handler):
+        @functools.wraps(handler)
+        def checked(owner, clerk, *inputs):
+            if clerk is None:
+                return signed_out(owner, inputs[-1])
+            return handler(owner, clerk, *inputs)
+
+        return checked
+
+    return decorate
 
 
 # The queue -------------------------------------------------------------------
@@ -116,13 +143,25 @@ def _date_or_none(value: str, name: str) -> date | None:
 
 
 def queue_table(
-    engine: Engine, filters: TaskFilter, sort: str, language: str, *, limit: int = 200
+    engine: Engine,
+    filters: TaskFilter,
+    sort: str,
+    language: str,
+    *,
+    masked: bool = False,
+    limit: int = 200,
 ) -> tuple[pd.DataFrame, str]:
     """Return the open tasks as a table and their counts as one line of text."""
     with Session(engine) as session:
         page = review.list_tasks(session, filters, sort=sort, limit=limit)
-        rows = [_queue_row(task, line) for task, line in page.items]
-    columns = [
+        rows = [_queue_row(task, line, masked) for task, line in page.items]
+    counts = _counts_text(page, language)
+    return pd.DataFrame(rows, columns=queue_columns(language)), counts
+
+
+def queue_columns(language: str) -> list[str]:
+    """Return the queue table's headers in `language`."""
+    return [
         text(key, language)
         for key in (
             "col_task",
@@ -138,18 +177,27 @@ def queue_table(
             "col_claimed_by",
         )
     ]
-    return pd.DataFrame(rows, columns=columns), _counts_text(page, language)
 
 
-def _queue_row(task, line) -> list:
+def _payer_fields(line, masked: bool) -> dict:
+    fields = {
+        "counterparty_name": line.counterparty_name,
+        "counterparty_account": line.counterparty_account,
+        "memo": line.memo,
+    }
+    return mask_line_fields(fields) if masked else fields
+
+
+def _queue_row(task, line, masked: bool) -> list:
+    payer = _payer_fields(line, masked)
     return [
         str(task.id),
         line.line_ref,
         line.booking_date.isoformat(),
         f"{line.amount:.2f}",
         line.currency,
-        line.counterparty_name,
-        line.memo,
+        payer["counterparty_name"],
+        payer["memo"],
         line.decision or "",
         f"{line.confidence or 0.0:.3f}",
         "|".join(line.anomaly_reasons or ()),
@@ -198,7 +246,9 @@ def release_task(engine: Engine, clerk: Clerk, task_id: int) -> None:
 # One task ----------------------------------------------------------------------
 
 
-def task_view(engine: Engine, task_id: int, language: str) -> TaskView:
+def task_view(
+    engine: Engine, task_id: int, language: str, *, masked: bool = False
+) -> TaskView:
     """Return the line, candidates, orders, balance and history of a task."""
     with Session(engine) as session:
         task = review.get_task(session, task_id)
@@ -209,25 +259,28 @@ def task_view(engine: Engine, task_id: int, language: str) -> TaskView:
             task_id=task.id,
             line_id=line.id,
             version=line.version,
-            line=_line_table(line, language),
-            candidates=candidates_table(line, language),
+            line=_line_table(line, language, masked),
+            candidates=candidates_table(line, language, masked=masked),
             open_orders=_orders_table(context["open_orders"], language),
-            balance=_balance_text(customer, context["balance"]),
-            earlier=_earlier_table(context["earlier_lines"], language),
+            balance=_balance_text(customer, context["balance"], masked),
+            earlier=_earlier_table(context["earlier_lines"], language, masked),
             customer_id=customer.customer_id if customer else "",
         )
 
 
-def _line_table(line, language: str) -> pd.DataFrame:
+def _line_table(line, language: str, masked: bool = False) -> pd.DataFrame:
+    payer = _payer_fields(line, masked)
     reasons = "; ".join((line.suggestion or {}).get("reasons", []))
+    if masked:
+        reasons = mask_text(reasons, names=[line.counterparty_name])
     fields = [
         ("field_line_ref", line.line_ref),
         ("field_account", line.account),
         ("field_booking_date", line.booking_date.isoformat()),
         ("field_amount", f"{line.amount:.2f} {line.currency}"),
-        ("field_counterparty_name", line.counterparty_name),
-        ("field_counterparty_account", line.counterparty_account),
-        ("field_memo", line.memo),
+        ("field_counterparty_name", payer["counterparty_name"]),
+        ("field_counterparty_account", payer["counterparty_account"]),
+        ("field_memo", payer["memo"]),
         ("field_channel", line.channel),
         ("field_status", line.status),
         ("field_decision", line.decision or ""),
@@ -242,10 +295,13 @@ def _line_table(line, language: str) -> pd.DataFrame:
     )
 
 
-def candidates_table(line, language: str) -> pd.DataFrame:
+def candidates_table(line, language: str, *, masked: bool = False) -> pd.DataFrame:
     """Return the shown candidates, numbered from 0 as the actions use them."""
     rows = []
     for number, candidate in enumerate((line.suggestion or {}).get("candidates", [])):
+        reasons = "; ".join(candidate.get("reasons", []))
+        if masked:
+            reasons = mask_text(reasons, names=[line.counterparty_name])
         rows.append(
             [
                 str(number),
@@ -259,7 +315,7 @@ def candidates_table(line, language: str) -> pd.DataFrame:
                     f"{oid} {amount}" for oid, amount in candidate.get("fees", [])
                 ),
                 f"{candidate.get('score', 0.0):.3f}",
-                "; ".join(candidate.get("reasons", [])),
+                reasons,
             ]
         )
     columns = [
@@ -302,19 +358,20 @@ def _orders_table(orders, language: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _balance_text(customer, balance: Decimal) -> str:
+def _balance_text(customer, balance: Decimal, masked: bool = False) -> str:
     if customer is None:
         return "-"
-    return f"{customer.customer_id} {customer.name}: {balance:.2f}"
+    name = mask_name(customer.name) if masked else customer.name
+    return f"{customer.customer_id} {name}: {balance:.2f}"
 
 
-def _earlier_table(lines, language: str) -> pd.DataFrame:
+def _earlier_table(lines, language: str, masked: bool = False) -> pd.DataFrame:
     rows = [
         [
             line.line_ref,
             line.booking_date.isoformat(),
             f"{line.amount:.2f}",
-            line.memo,
+            _payer_fields(line, masked)["memo"],
             line.status,
             line.customer_id or "",
         ]

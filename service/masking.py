@@ -8,15 +8,16 @@ Who sees what:
 - `analyst` keys read reports and train models, which needs neither. They
   see a person's name masked (张伟 as 张*, John Smith as J*** S****) and
   every account number masked (6222020012344567 as 6222****4567), in the
-  counterparty fields, in memos and candidate reasons, and in exports.
-  Company names stay readable, because they are not personal data.
+  counterparty fields, in memos and candidate reasons, in customers'
+  names, aliases and bank accounts, in reports and in exports. Company
+  names stay readable, because they are not personal data.
 - Logs mask account numbers for everyone (see `service.logging_setup`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -132,6 +133,60 @@ def mask_line_fields(fields: dict) -> dict:
     return masked
 
 
+def mask_report_row(row: dict) -> dict:
+    """Return a copy of a report row with payers' and customers' data masked.
+
+    Masks the line fields of `mask_line_fields`, the customer's `name` and,
+    in `detail`, that name and any account number.
+    """
+    masked = mask_line_fields(row)
+    name = row.get("name") or ""
+    if "name" in row:
+        masked["name"] = mask_name(name)
+    if "detail" in row:
+        masked["detail"] = mask_text(str(row.get("detail") or ""), names=[name])
+    return masked
+
+
+def mask_customer_fields(fields: dict) -> dict:
+    """Return a copy of a customer record with its personal data masked.
+
+    Reads and writes the keys `name`, `aliases` and `bank_accounts` where
+    present; other keys are copied as they are.
+    """
+    masked = dict(fields)
+    if "name" in fields:
+        masked["name"] = mask_name(fields.get("name") or "")
+    if "aliases" in fields:
+        masked["aliases"] = [mask_name(alias) for alias in fields["aliases"]]
+    if "bank_accounts" in fields:
+        masked["bank_accounts"] = [
+            mask_account(number) for number in fields["bank_accounts"]
+        ]
+    return masked
+
+
+def mask_customer_ledger(record: dict) -> dict:
+    """Return a copy of a customer's ledger record with personal data masked.
+
+    The customer's `name` is masked, and so are that name and account
+    numbers in the notes of `entries` and `requests` and in the
+    `anomalies`. Ids, kinds and amounts are kept.
+    """
+    name = record.get("name") or ""
+    masked = dict(record)
+    masked["name"] = mask_name(name)
+    for key in ("entries", "requests"):
+        if key in record:
+            masked[key] = [
+                {**item, "note": mask_text(item.get("note") or "", names=[name])}
+                for item in record[key]
+            ]
+    if "anomalies" in record:
+        masked["anomalies"] = [mask_report_row(item) for item in record["anomalies"]]
+    return masked
+
+
 def mask_nested(value, *, names: Iterable[str]):
     """Mask account numbers and names in every string of a JSON-like value."""
     names = tuple(names)
@@ -186,8 +241,14 @@ def _counterparty_names(record) -> Iterable[str]:
             yield from _counterparty_names(value)
 
 
-def masked_for(role: str, model: ModelT) -> ModelT:
-    """Return an API model as the role may see it (see the module notes)."""
+def masked_for(
+    role: str, model: ModelT, mask: Callable[[dict], dict] = mask_record
+) -> ModelT:
+    """Return an API model as the role may see it (see the module notes).
+
+    `mask` masks the model's dumped fields; the default suits lines, tasks
+    and results.
+    """
     if not needs_masking(role):
         return model
-    return type(model).model_validate(mask_record(model.model_dump()))
+    return type(model).model_validate(mask(model.model_dump()))

@@ -34,7 +34,12 @@ from service.api.errors import error_response
 from service.api.reports import DOWNLOAD_ROUTE
 from service.api.schemas import MAX_INT, Identifier, Money, RequestModel
 from service.ledger import LedgerError
-from service.masking import mask_line_fields, needs_masking
+from service.masking import (
+    mask_customer_ledger,
+    mask_report_row,
+    masked_for,
+    needs_masking,
+)
 from service.settings import Settings
 
 log = logging.getLogger("cashmatch.service")
@@ -335,7 +340,7 @@ def customer_ledger(
         customer_id=customer_id,
     )
     lines = reports.line_anomalies(session, customer_id)
-    return CustomerLedgerPublic(
+    result = CustomerLedgerPublic(
         customer_id=view.customer_id,
         name=view.name,
         balance=view.balance,
@@ -355,6 +360,7 @@ def customer_ledger(
             for line in lines
         ],
     )
+    return masked_for(caller.role, result, mask_customer_ledger)
 
 
 @router.post(
@@ -653,7 +659,12 @@ def customer_anomalies(
         fee_max=settings.fee_max,
         customer_id=customer_id,
     )
-    return [CustomerAnomalyPublic.model_validate(a) for a in found]
+    return [
+        masked_for(
+            caller.role, CustomerAnomalyPublic.model_validate(a), mask_report_row
+        )
+        for a in found
+    ]
 
 
 # Reports ---------------------------------------------------------------------------
@@ -677,7 +688,7 @@ def _report_rows(
     """Return a report's rows, with payers' data masked for roles that need it."""
     columns, rows = reports.report_table(session, name, options)
     if needs_masking(caller.role):
-        rows = [mask_line_fields(row) for row in rows]
+        rows = [mask_report_row(row) for row in rows]
     return columns, rows
 
 

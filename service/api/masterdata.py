@@ -15,6 +15,7 @@ from service.api.deps import (
     idempotent_write,
     require,
 )
+from service.masking import mask_customer_fields, masked_for
 
 router = APIRouter(prefix="/v1", tags=["master data"])
 
@@ -35,7 +36,8 @@ def get_customer(
     customer_id: str, session: SessionDep, caller: Reader
 ) -> schemas.CustomerPublic:
     """Return a customer with its prepayment balance."""
-    return operations.customer_public(session, customer_id)
+    customer = operations.customer_public(session, customer_id)
+    return masked_for(caller.role, customer, mask_customer_fields)
 
 
 @router.get("/customers/{customer_id}/ledger", response_model=schemas.BalancePublic)

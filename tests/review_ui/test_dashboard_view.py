@@ -196,7 +196,16 @@ def test_dashboard_refresh_fills_every_output(dashboard_db, tmp_path):
     build_review_page(Settings(data_dir=tmp_path), dashboard_db)
     tab = DashboardTab(dashboard_db, labels=None)
 
-    values = tab.refresh("zh")
+    values = tab.refresh(Clerk("clerk-li", "clerk"), "zh")
 
     assert len(values) == 11
     assert values[0] == text("dash_no_alerts", "zh")
+
+
+def test_dashboard_refresh_needs_sign_in(dashboard_db):
+    tab = DashboardTab(dashboard_db, labels=None)
+
+    values = tab.refresh(None, "en")
+
+    assert values[0] == text("not_signed_in", "en")
+    assert values[1:] == [None] * 10

@@ -151,8 +151,8 @@ def test_review_page_accept_split_undo(served, page, playwright_api):
     url, engine = served
     expect = _expect(playwright_api)
     page.goto(url)
-    expect(page.locator("#queue")).to_contain_text("B-3")
     _sign_in(page, expect, "clerk-li")
+    expect(page.locator("#queue")).to_contain_text("B-3")
 
     accepted = _task_id(engine, "B-2")
     _open(page, expect, accepted)
@@ -206,11 +206,13 @@ def test_review_page_needs_sign_in(served, page, playwright_api):
     url, engine = served
     expect = _expect(playwright_api)
     page.goto(url)
-    expect(page.locator("#queue")).to_contain_text("B-2")
+    expect(_field(page, "message")).to_have_value(re.compile("未登录"))
+    expect(page.locator("#queue")).not_to_contain_text("B-2")
 
     page.locator("#next-btn").click()
 
     expect(_field(page, "message")).to_have_value(re.compile("未登录"))
+    expect(page.locator("#queue")).not_to_contain_text("李四")
     with Session(engine) as session:
         claimed = session.exec(
             select(ReviewTask).where(ReviewTask.claimed_by.is_not(None))
@@ -222,6 +224,7 @@ def test_review_page_shows_formula_memo_as_text(served, page, playwright_api):
     url, _ = served
     expect = _expect(playwright_api)
     page.goto(url)
+    _sign_in(page, expect, "clerk-li")
 
     queue = page.locator("#queue")
 
@@ -237,8 +240,8 @@ def test_review_page_screenshots(served, page, playwright_api):
     url, engine = served
     expect = _expect(playwright_api)
     page.goto(url)
-    expect(page.locator("#queue")).to_contain_text("B-3")
     _sign_in(page, expect, "admin-wu")
+    expect(page.locator("#queue")).to_contain_text("B-3")
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
 

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+
 import pytest
 from fastapi.testclient import TestClient
 
+from ingest.records import CustomerRecord
+from models.db import session_scope
+from models.tables import StatementLine
+from service import booking, master
 from service.app import create_app
+from service.booking import Part
 from service.masking import (
     mask_account,
+    mask_customer_fields,
     mask_line_fields,
     mask_name,
     mask_record,
+    mask_report_row,
     needs_masking,
 )
 from service.settings import Settings
 
 PERSON = "张伟"
+COMPANY = "恒达机械有限公司"
 ACCOUNT = "6222020012344567"
+COMPANY_ACCOUNT = "6222020099990001"
+# Late enough that the balance booked on 2025-06-10 counts as unused.
+REPORT_DAY = "2025-12-31"
 LINE = {
     "line_ref": "M1",
     "booking_date": "2025-06-10",
@@ -94,6 +108,32 @@ def test_mask_record_masks_nested_reasons():
     ]
 
 
+def test_mask_report_row_masks_customer_name():
+    row = {"customer_id": "C7", "name": PERSON, "detail": f"{PERSON} {ACCOUNT}"}
+
+    masked = mask_report_row(row)
+
+    assert masked == {"customer_id": "C7", "name": "张*", "detail": "张* 6222****4567"}
+
+
+def test_mask_customer_fields_masks_accounts():
+    customer = {
+        "customer_id": "C7",
+        "name": PERSON,
+        "aliases": ["小张", COMPANY],
+        "bank_accounts": [ACCOUNT],
+    }
+
+    masked = mask_customer_fields(customer)
+
+    assert masked == {
+        "customer_id": "C7",
+        "name": "张*",
+        "aliases": ["小*", COMPANY],
+        "bank_accounts": ["6222****4567"],
+    }
+
+
 @pytest.fixture
 def client(database_url, engine, tmp_path, cold_start_dir, monkeypatch):
     monkeypatch.setenv("CASHMATCH_WEBHOOK_INTERVAL_SECONDS", "0")
@@ -166,3 +206,106 @@ def test_export_review_tasks_masks_for_role(client, keys, stored_line, role, sho
     assert (ACCOUNT in response.text) is shown
     assert (PERSON in response.text) is shown
     assert ("6222****4567" in response.text) is not shown
+
+
+@pytest.fixture
+def customers(engine) -> None:
+    """C7, a person with 250.00 on the balance since 2025-06-10, and C8, a company."""
+    with session_scope(engine) as session:
+        master.upsert_customers(
+            session,
+            [
+                CustomerRecord("C7", PERSON, bank_accounts=(ACCOUNT,)),
+                CustomerRecord("C8", COMPANY, bank_accounts=(COMPANY_ACCOUNT,)),
+            ],
+        )
+        payers = (
+            ("P7", "C7", PERSON, ACCOUNT),
+            ("P8", "C8", COMPANY, COMPANY_ACCOUNT),
+        )
+        for ref, customer, name, account in payers:
+            line = StatementLine(
+                account="default",
+                line_ref=ref,
+                dedupe_key=f"key-{ref}",
+                booking_date=date(2025, 6, 10),
+                amount=Decimal("250.00"),
+                counterparty_name=name,
+                counterparty_account=account,
+                memo=LINE["memo"],
+            )
+            session.add(line)
+            session.flush()
+            booking.confirm(
+                session,
+                line,
+                [Part("balance", Decimal("250.00"), customer)],
+                actor="clerk-1",
+            )
+
+
+def test_api_customer_masked_for_analyst(client, keys, customers):
+    analyst = client.get("/v1/customers/C7", headers=keys["analyst"]).json()
+    clerk = client.get("/v1/customers/C7", headers=keys["clerk"]).json()
+
+    assert analyst["name"] == "张*"
+    assert analyst["bank_accounts"] == ["6222****4567"]
+    assert analyst["balance"] == "250.00"
+    assert clerk["name"] == PERSON
+    assert clerk["bank_accounts"] == [ACCOUNT]
+
+
+def test_api_company_customer_readable_for_analyst(client, keys, customers):
+    analyst = client.get("/v1/customers/C8", headers=keys["analyst"]).json()
+
+    assert analyst["name"] == COMPANY
+    assert analyst["bank_accounts"] == ["6222****0001"]
+
+
+def test_api_customer_ledger_masked_for_analyst(client, keys, customers):
+    path = f"/v1/ledger/customers/C7?as_of={REPORT_DAY}"
+
+    analyst = client.get(path, headers=keys["analyst"])
+    clerk = client.get(path, headers=keys["clerk"]).json()
+
+    assert analyst.status_code == 200
+    assert analyst.json()["name"] == "张*"
+    assert analyst.json()["balance"] == "250.00"
+    assert PERSON not in analyst.text
+    assert ACCOUNT not in analyst.text
+    assert clerk["name"] == PERSON
+
+
+@pytest.mark.parametrize("report", ["balances", "reminders", "customer-anomalies"])
+def test_api_report_names_masked_for_analyst(client, keys, customers, report):
+    path = f"/v1/reports/{report}?as_of={REPORT_DAY}"
+
+    analyst = client.get(path, headers=keys["analyst"])
+    clerk = client.get(path, headers=keys["clerk"]).json()
+
+    assert analyst.status_code == 200
+    names = {row["customer_id"]: row["name"] for row in analyst.json()["rows"]}
+    assert names == {"C7": "张*", "C8": COMPANY}
+    assert PERSON not in analyst.text
+    assert {row["name"] for row in clerk["rows"]} == {PERSON, COMPANY}
+
+
+def test_api_report_file_masked_for_analyst(client, keys, customers):
+    path = f"/v1/reports/balances.csv?as_of={REPORT_DAY}"
+
+    analyst = client.get(path, headers=keys["analyst"])
+
+    assert analyst.status_code == 200
+    assert "C7,张*,250.00" in analyst.text
+    assert PERSON not in analyst.text
+
+
+def test_api_ledger_anomalies_masked_for_analyst(client, keys, customers):
+    path = f"/v1/ledger/anomalies?as_of={REPORT_DAY}"
+
+    analyst = client.get(path, headers=keys["analyst"])
+
+    assert analyst.status_code == 200
+    names = {item["customer_id"]: item["name"] for item in analyst.json()}
+    assert names == {"C7": "张*", "C8": COMPANY}
+    assert PERSON not in analyst.text
