@@ -109,13 +109,19 @@ def store_statement_file(
     actor: str,
     file_name: str | None = None,
 ) -> tuple[ImportReport, list[StatementLine]]:
-    """Store a statement file; return the report and all its lines in order."""
+    """Store a statement file; return the report and all its lines in order.
+
+    The lines keep the line_refs of the file, even where stored lines of
+    the account use them, because the allocations output and the history's
+    allocations.csv name lines by those line_refs.
+    """
     report = store_statements(
         session,
         statement.statements,
         settings,
         file_name=file_name or statement.path.name,
         file_sha256=statement.sha256,
+        unique_line_refs=False,
         actor=actor,
     )
     return report, lines_for_keys(session, report.line_keys)

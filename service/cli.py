@@ -96,6 +96,20 @@ def import_command(
         Optional[str],
         typer.Option(help="Bank profile to read a CSV or Excel export with"),
     ] = None,
+    currency: Annotated[
+        Optional[str],
+        typer.Option(
+            help="The account's currency as an ISO 4217 code, such as EUR, for "
+            "an account the import creates; default CASHMATCH_DEFAULT_CURRENCY"
+        ),
+    ] = None,
+    time_zone: Annotated[
+        Optional[str],
+        typer.Option(
+            help="The account's IANA time zone, such as Europe/Berlin, for an "
+            "account the import creates; default CASHMATCH_TIME_ZONE"
+        ),
+    ] = None,
     skip_bad_lines: Annotated[
         bool, typer.Option(help="Import the readable lines and list the rest")
     ] = False,
@@ -109,7 +123,9 @@ def import_command(
 ) -> None:
     """Import a statement file; lines already imported are not added again.
 
-    The whole file is imported in one transaction, or nothing is.
+    The whole file is imported in one transaction, or nothing is. An
+    account that exists already must have the --currency and --time-zone
+    given, if any.
     """
     from service.imports import import_file
 
@@ -120,6 +136,8 @@ def import_command(
             settings,
             account=account,
             profile=profile,
+            currency=currency,
+            time_zone=time_zone,
             skip_bad_lines=skip_bad_lines,
             accept_unbalanced=accept_unbalanced,
             actor="cli",
@@ -297,17 +315,42 @@ def match_command(
 
 @app.command("explain")
 def explain_command(
-    line_ref: Annotated[str, typer.Argument(help="The line_ref of a stored line")],
+    line_ref: Annotated[
+        Optional[str], typer.Argument(help="The line_ref of a stored line")
+    ] = None,
     account: Annotated[
         Optional[str], typer.Option(help="Account, when the line_ref is not unique")
     ] = None,
+    line_id: Annotated[
+        Optional[int],
+        typer.Option(help="The id of a stored line, in place of its line_ref"),
+    ] = None,
 ) -> None:
     """Print a line's candidates with their scores and reasons."""
-    from service.explain import explain_line
+    from service.explain import AmbiguousLineRef, explain_line, find_line
+    from service.review import get_line
 
+    if line_ref is not None and line_id is not None:
+        fail("give a LINE_REF or --line-id, not both")
+    if line_ref is None and line_id is None:
+        fail("missing LINE_REF; name the line by its line_ref or with --line-id")
     with database() as (session, settings):
-        text = explain_line(session, settings, line_ref, account=account)
+        if line_id is not None:
+            line = get_line(session, line_id)
+        else:
+            try:
+                line = find_line(session, line_ref, account=account)
+            except AmbiguousLineRef as exc:
+                fail(_ambiguous_ref_hint(exc, account))
+        text = explain_line(session, settings, line)
     typer.echo(text)
+
+
+def _ambiguous_ref_hint(exc, account: str | None) -> str:
+    hint = f"{exc}; pick one with --line-id, such as --line-id {exc.line_ids[0]}"
+    if account is None and len(exc.accounts) > 1:
+        hint += f", or name its account with --account {exc.accounts[0]}"
+    return hint
 
 
 @app.command("train")

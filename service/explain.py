@@ -10,25 +10,44 @@ from service.settings import Settings
 
 
 class LineNotFound(CashmatchError):
-    """No stored line, or more than one, has the given line_ref."""
+    """No stored line has the given line_ref or id."""
+
+
+class AmbiguousLineRef(CashmatchError):
+    """More than one stored line has the given line_ref.
+
+    The message lists the lines' ids and accounts but not how to pick one,
+    because the CLI and the API each add their own way.
+    """
+
+    def __init__(self, line_ref: str, lines: list[StatementLine]):
+        self.line_ref = line_ref
+        self.line_ids = sorted(line.id for line in lines)
+        self.accounts = sorted({line.account for line in lines})
+        ids = ", ".join(str(line_id) for line_id in self.line_ids)
+        super().__init__(
+            f"{len(lines)} lines have line_ref {line_ref!r} (line ids {ids}; "
+            f"accounts {', '.join(self.accounts)})"
+        )
 
 
 def find_line(
     session: Session, line_ref: str, *, account: str | None = None
 ) -> StatementLine:
-    """Return the one stored line with this line_ref (and account)."""
+    """Return the one stored line with this line_ref (and account).
+
+    Raises LineNotFound when there is none, and AmbiguousLineRef when there
+    are several.
+    """
     query = select(StatementLine).where(StatementLine.line_ref == line_ref)
     if account:
         query = query.where(StatementLine.account == account)
-    found = session.exec(query).all()
+    found = session.exec(query.order_by(StatementLine.id)).all()
     if not found:
-        raise LineNotFound(f"no stored line has line_ref {line_ref!r}")
+        where = f" in account {account}" if account else ""
+        raise LineNotFound(f"no stored line has line_ref {line_ref!r}{where}")
     if len(found) > 1:
-        accounts = ", ".join(sorted({line.account for line in found}))
-        raise LineNotFound(
-            f"{len(found)} lines have line_ref {line_ref!r} (accounts {accounts}); "
-            "name the account with --account"
-        )
+        raise AmbiguousLineRef(line_ref, list(found))
     return found[0]
 
 
@@ -60,11 +79,8 @@ def explanation(session: Session, settings: Settings, line: StatementLine) -> di
     }
 
 
-def explain_line(
-    session: Session, settings: Settings, line_ref: str, *, account: str | None = None
-) -> str:
+def explain_line(session: Session, settings: Settings, line: StatementLine) -> str:
     """Return a printable explanation of a line's candidates."""
-    line = find_line(session, line_ref, account=account)
     found = explanation(session, settings, line)
     text = [
         f"{line.line_ref}  {line.booking_date}  {line.amount} {line.currency}  "

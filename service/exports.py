@@ -8,6 +8,9 @@ XLSX. Amounts stay numbers.
 CSV rows end in CRLF, as RFC 4180 specifies. The csv module quotes a cell that
 contains a character of the line terminator, so every cell with a carriage
 return or a line feed is quoted and a reader cannot start a new row inside it.
+A CSV file starts with the UTF-8 byte order mark, as the API's CSV exports
+do, because Excel reads a CSV file without it in the system's code page and
+garbles Chinese names.
 """
 
 from __future__ import annotations
@@ -72,10 +75,14 @@ def format_number(value) -> str:
 def write_csv(
     rows: Iterable[dict], columns: Sequence[str], target: Path | io.TextIOBase
 ) -> int:
-    """Write rows as UTF-8 CSV with a header; return the number of rows."""
+    """Write rows as UTF-8 CSV with a header; return the number of rows.
+
+    A file `target` starts with the byte order mark. A text stream gets
+    none, because it may be a terminal or the middle of a response.
+    """
     if isinstance(target, Path):
         target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("w", newline="", encoding="utf-8") as handle:
+        with target.open("w", newline="", encoding="utf-8-sig") as handle:
             return write_csv(rows, columns, handle)
     writer = csv.writer(target, lineterminator=CSV_LINE_TERMINATOR)
     writer.writerow(columns)

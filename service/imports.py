@@ -34,6 +34,12 @@ from models.tables import (
     StatementLine,
     utcnow,
 )
+from service.accounts import (
+    NO_SETUP,
+    AccountSetup,
+    account_setup,
+    check_account_setup,
+)
 from service.settings import Settings
 
 log = logging.getLogger("cashmatch.service")
@@ -139,6 +145,8 @@ def import_file(
     *,
     account: str | None = None,
     profile: str | None = None,
+    currency: str | None = None,
+    time_zone: str | None = None,
     skip_bad_lines: bool = False,
     accept_unbalanced: bool = False,
     actor: str = "system",
@@ -151,6 +159,8 @@ def import_file(
         file_name=path.name,
         account=account,
         profile=profile,
+        currency=currency,
+        time_zone=time_zone,
         skip_bad_lines=skip_bad_lines,
         accept_unbalanced=accept_unbalanced,
         actor=actor,
@@ -165,16 +175,25 @@ def import_bytes(
     file_name: str,
     account: str | None = None,
     profile: str | None = None,
+    currency: str | None = None,
+    time_zone: str | None = None,
     skip_bad_lines: bool = False,
     accept_unbalanced: bool = False,
     actor: str = "system",
 ) -> ImportReport:
     """Read statement bytes in each account's time zone and store the lines.
 
+    `currency` (an ISO 4217 code) and `time_zone` (an IANA name) set up an
+    account that the import creates. An account already stored must have
+    the same values, if given.
+
+    Raises InvalidAccountSetup for a currency or time zone that cannot be
+    used, and AccountSetupConflict when a stored account has another one.
     Raises ImportFormatError (nothing stored) when the file cannot be read,
     has a line that cannot be read and `skip_bad_lines` is off, or has a
     statement whose balances do not add up and `accept_unbalanced` is off.
     """
+    setup = account_setup(currency=currency, time_zone=time_zone)
     statements = read_for_import(
         session,
         data,
@@ -182,6 +201,7 @@ def import_bytes(
         file_name=file_name,
         account=account,
         profile=profile,
+        setup=setup,
         skip_bad_lines=skip_bad_lines,
         accept_unbalanced=accept_unbalanced,
     )
@@ -191,6 +211,7 @@ def import_bytes(
         settings,
         file_name=file_name,
         file_sha256=hashlib.sha256(data).hexdigest(),
+        setup=setup,
         actor=actor,
     )
 
@@ -203,16 +224,21 @@ def read_for_import(
     file_name: str,
     account: str | None = None,
     profile: str | None = None,
+    setup: AccountSetup = NO_SETUP,
     skip_bad_lines: bool = False,
     accept_unbalanced: bool = False,
 ) -> list[ParsedStatement]:
     """Read a statement file with each account's time zone and currency.
 
     Dates are calendar dates in the time zone of the account a statement
-    belongs to (`BankAccount.time_zone`, else the `time_zone` setting), and
-    a line without a currency takes the account's. A file that names an
-    account stored with another zone or currency than the first read used
-    is read again for that account's statements.
+    belongs to (`BankAccount.time_zone`, else `setup.time_zone`, else the
+    `time_zone` setting), and a line without a currency takes the
+    account's. A file that names an account stored with another zone or
+    currency than the first read used is read again for that account's
+    statements.
+
+    Raises AccountSetupConflict when a statement's account is stored with
+    another currency or time zone than `setup` gives.
     """
     options = {
         "file_name": file_name,
@@ -221,29 +247,35 @@ def read_for_import(
         "skip_bad_lines": skip_bad_lines,
         "accept_unbalanced": accept_unbalanced,
     }
-    first = _account_setup(session, options["account"], settings)
+    first = _account_setup(session, options["account"], settings, setup)
     reads = {
         first: read_statements(data, timezone=first[0], currency=first[1], **options)
     }
     statements = []
     for index, statement in enumerate(reads[first]):
-        setup = _account_setup(session, statement.account, settings)
-        if setup not in reads:
-            reads[setup] = read_statements(
-                data, timezone=setup[0], currency=setup[1], **options
+        stored = session.get(BankAccount, statement.account)
+        if stored is not None:
+            check_account_setup(stored, setup)
+        setup_used = _account_setup(session, statement.account, settings, setup)
+        if setup_used not in reads:
+            reads[setup_used] = read_statements(
+                data, timezone=setup_used[0], currency=setup_used[1], **options
             )
-        statements.append(reads[setup][index])
+        statements.append(reads[setup_used][index])
     return statements
 
 
 def _account_setup(
-    session: Session, account: str | None, settings: Settings
+    session: Session, account: str | None, settings: Settings, setup: AccountSetup
 ) -> tuple[str, str]:
     """Return the (time zone, currency) an account's statements are read with."""
     stored = session.get(BankAccount, account) if account else None
-    if stored is None:
-        return settings.time_zone, settings.default_currency
-    return stored.time_zone, stored.currency
+    if stored is not None:
+        return stored.time_zone, stored.currency
+    return (
+        setup.time_zone or settings.time_zone,
+        setup.currency or settings.default_currency,
+    )
 
 
 def store_statements(
@@ -253,18 +285,32 @@ def store_statements(
     *,
     file_name: str,
     file_sha256: str,
+    setup: AccountSetup = NO_SETUP,
+    unique_line_refs: bool = True,
     actor: str = "system",
 ) -> ImportReport:
     """Store each statement as an import batch with its new lines.
 
     A line whose de-duplication key is already stored for its account is
-    counted as already imported and not stored again. Each batch gets an
-    audit event listing its counts, skipped lines and notes; an unbalanced
-    statement accepted on request gets one more.
+    counted as already imported and not stored again. With
+    `unique_line_refs`, a batch whose line_refs are taken by stored lines
+    of the account stores its new lines with `@batch<id>` appended to each
+    line_ref. Each batch gets an audit event listing its counts, skipped
+    lines and notes; an unbalanced statement accepted on request gets one
+    more. A new account gets the currency and time zone of `setup`.
     """
     report = ImportReport(file_name=file_name)
     for statement in statements:
-        _store_one(session, statement, settings, report, file_sha256, actor)
+        _store_one(
+            session,
+            statement,
+            settings,
+            report,
+            file_sha256=file_sha256,
+            setup=setup,
+            unique_line_refs=unique_line_refs,
+            actor=actor,
+        )
     session.flush()
     log.info(
         "imported %s: batches %s, %d new, %d already imported, %d rejected",
@@ -282,31 +328,32 @@ def _store_one(
     statement: ParsedStatement,
     settings: Settings,
     report: ImportReport,
+    *,
     file_sha256: str,
+    setup: AccountSetup,
+    unique_line_refs: bool,
     actor: str,
 ) -> None:
     records, notes = _fit_columns(statement)
-    account = _ensure_account(session, statement, settings)
+    account = _ensure_account(session, statement, settings, setup)
     keys = dedupe_keys(statement, account=account.account)
     known = _known_keys(session, account.account, keys)
     batch = _add_batch(session, statement, account.account, file_sha256, actor)
 
-    rows = []
-    foreign = []
-    for record, key in zip(records, keys, strict=True):
-        if key in known:
-            continue
-        if record.currency != account.currency:
-            foreign.append(record.line_ref)
-        rows.append(
-            _line_row(
-                record,
-                key,
-                account.account,
-                batch.id,
-                foreign=record.currency != account.currency,
-            )
+    rows = [
+        _line_row(
+            record,
+            key,
+            account.account,
+            batch.id,
+            foreign=record.currency != account.currency,
         )
+        for record, key in zip(records, keys, strict=True)
+        if key not in known
+    ]
+    if unique_line_refs:
+        notes += _distinct_line_refs(session, rows, account.account, batch.id)
+    foreign = [row["line_ref"] for row in rows if row["anomaly_reasons"]]
     stored = _insert_lines(session, rows, batch.id)
 
     missed = [row["dedupe_key"] for row in rows if row["dedupe_key"] not in stored]
@@ -335,7 +382,10 @@ def _store_one(
 
 
 def _ensure_account(
-    session: Session, statement: ParsedStatement, settings: Settings
+    session: Session,
+    statement: ParsedStatement,
+    settings: Settings,
+    setup: AccountSetup,
 ) -> BankAccount:
     name = statement.account or settings.default_account
     limit = BankAccount.__table__.c.account.type.length
@@ -349,6 +399,7 @@ def _ensure_account(
         )
     stored = session.get(BankAccount, name)
     if stored is not None:
+        check_account_setup(stored, setup)
         return stored
 
     # Two imports may see the account missing at once; the key lets one in.
@@ -356,12 +407,55 @@ def _ensure_account(
         _dialect_insert(session)(BankAccount.__table__)
         .values(
             account=name,
-            currency=statement.currency or settings.default_currency,
-            time_zone=settings.time_zone,
+            currency=setup.currency or statement.currency or settings.default_currency,
+            time_zone=setup.time_zone or settings.time_zone,
         )
         .on_conflict_do_nothing(index_elements=["account"])
     )
-    return session.get(BankAccount, name)
+    stored = session.get(BankAccount, name)
+    check_account_setup(stored, setup)
+    return stored
+
+
+def _distinct_line_refs(
+    session: Session, rows: list[dict], account: str, batch_id: int
+) -> list[str]:
+    """Append `@batch<id>` to the rows' line_refs when stored lines use any.
+
+    Every new line of the batch gets the suffix, not only the colliding
+    ones, so the line_refs of one file keep one form. Returns a note for
+    the report, or nothing when no line_ref was taken.
+
+    NOTE: two imports that run at the same time on PostgreSQL do not see
+    each other's lines, so both may keep a line_ref such as `export.csv:1`.
+    """
+    taken = _stored_line_refs(session, account, [row["line_ref"] for row in rows])
+    if not taken:
+        return []
+
+    suffix = f"@batch{batch_id}"
+    limit = StatementLine.__table__.c.line_ref.type.length
+    for row in rows:
+        row["line_ref"] = row["line_ref"][: limit - len(suffix)] + suffix
+    shown = ", ".join(sorted(taken)[:3])
+    more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+    note = (
+        f"account {account} already has lines with line_ref {shown}{more}, so "
+        f"batch {batch_id} stores its new lines with line_refs ending in {suffix}"
+    )
+    return [note]
+
+
+def _stored_line_refs(session: Session, account: str, refs: list[str]) -> set[str]:
+    """Return the line_refs of `refs` that stored lines of the account use."""
+    taken: set[str] = set()
+    for start in range(0, len(refs), QUERY_CHUNK):
+        query = select(StatementLine.line_ref).where(
+            StatementLine.account == account,
+            StatementLine.line_ref.in_(refs[start : start + QUERY_CHUNK]),
+        )
+        taken.update(session.exec(query).all())
+    return taken
 
 
 def _fit_columns(

@@ -150,6 +150,17 @@ def get_line(session: Session, line_id: int) -> StatementLine:
     return line
 
 
+def current_task(session: Session, line_id: int) -> ReviewTask | None:
+    """Return the line's open review task, else its latest one, else None."""
+    query = (
+        select(ReviewTask)
+        .where(ReviewTask.line_id == line_id)
+        .order_by((ReviewTask.status == "open").desc(), ReviewTask.id.desc())
+        .limit(1)
+    )
+    return session.exec(query).first()
+
+
 def get_task(session: Session, task_id: int) -> ReviewTask:
     """Return a review task or raise TaskNotFound."""
     task = session.get(ReviewTask, task_id)

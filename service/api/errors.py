@@ -23,9 +23,10 @@ from models.errors import (
     ImportFormatError,
     ModelNotReady,
 )
+from service.accounts import AccountSetupConflict, InvalidAccountSetup
 from service.auth import AuthError
 from service.booking import InvalidAllocation
-from service.explain import LineNotFound
+from service.explain import AmbiguousLineRef, LineNotFound
 from service.idempotency import IdempotencyKeyError
 from service.master import (
     OrderCustomerConflict,
@@ -57,6 +58,7 @@ STATUS_CODES = {
 
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (LineNotFound, 404, "line_not_found"),
+    (AmbiguousLineRef, 409, "ambiguous_line_ref"),
     (BatchNotFound, 404, "batch_not_found"),
     (BatchAlreadyVoided, 409, "batch_already_voided"),
     (InvalidVoid, 422, "invalid_void"),
@@ -65,6 +67,8 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (ReviewConflict, 409, "review_conflict"),
     (InvalidAllocation, 422, "invalid_allocation"),
     (ImportFormatError, 422, "invalid_file"),
+    (InvalidAccountSetup, 422, "invalid_account_setup"),
+    (AccountSetupConflict, 409, "account_setup_conflict"),
     (UnknownCustomer, 422, "unknown_customer"),
     (OrderCustomerConflict, 409, "order_customer_conflict"),
     (OrderOverAllocation, 409, "order_over_allocation"),

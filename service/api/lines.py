@@ -21,7 +21,7 @@ from service.api.deps import (
     require,
 )
 from service.api.errors import ApiError
-from service.explain import explanation, find_line
+from service.explain import AmbiguousLineRef, explanation, find_line
 from service.masking import mask_record, masked_for, needs_masking
 from service.voiding import void_batch
 
@@ -60,6 +60,24 @@ async def upload_statement(
     ],
     account: Annotated[str | None, Form(max_length=64)] = None,
     profile: Annotated[str | None, Form(max_length=64)] = None,
+    currency: Annotated[
+        str | None,
+        Form(
+            pattern=r"^[A-Z]{3}$",
+            description="The account's currency (ISO 4217) when the upload "
+            "creates the account; a stored account must already have it",
+        ),
+    ] = None,
+    time_zone: Annotated[
+        str | None,
+        Form(
+            min_length=1,
+            max_length=64,
+            description="The account's IANA time zone, such as Europe/Berlin, "
+            "when the upload creates the account; a stored account must "
+            "already have it",
+        ),
+    ] = None,
     skip_bad_lines: Annotated[
         bool, Form(description="Import the readable lines and list the rest")
     ] = False,
@@ -79,6 +97,8 @@ async def upload_statement(
         file_name=file.filename or "upload",
         account=account,
         profile=profile,
+        currency=currency,
+        time_zone=time_zone,
         skip_bad_lines=skip_bad_lines,
         accept_unbalanced=accept_unbalanced,
         match=match,
@@ -113,20 +133,41 @@ def find_lines(
     line_ref: Annotated[str, Query(min_length=1, max_length=200)],
     account: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[schemas.LinePublic]:
-    """Return the stored line with this line_ref (and account)."""
-    line = find_line(session, line_ref, account=account)
+    """Return the stored line with this line_ref (and account).
+
+    Several lines with the line_ref get 409 `ambiguous_line_ref`, which
+    lists their ids for `GET /v1/lines/{line_id}`.
+    """
+    try:
+        line = find_line(session, line_ref, account=account)
+    except AmbiguousLineRef as exc:
+        raise ApiError(
+            409, "ambiguous_line_ref", _ambiguous_ref_hint(exc, account)
+        ) from exc
     return [masked_for(caller.role, schemas.LinePublic.model_validate(line))]
+
+
+def _ambiguous_ref_hint(exc: AmbiguousLineRef, account: str | None) -> str:
+    hint = (
+        f"{exc}; get one by its id with GET /v1/lines/{{line_id}}, such as "
+        f"GET /v1/lines/{exc.line_ids[0]}"
+    )
+    if account is None and len(exc.accounts) > 1:
+        hint += f", or add account={exc.accounts[0]} to the query"
+    return hint
 
 
 @router.get("/lines/{line_id}", response_model=schemas.LineResult)
 def get_line(
     line_id: RecordId, session: SessionDep, caller: Reader
 ) -> schemas.LineResult:
-    """Return a stored line with its allocation rows."""
+    """Return a stored line with its allocation rows and its review task."""
     line = review.get_line(session, line_id)
+    task = review.current_task(session, line.id)
     result = schemas.LineResult(
         line=schemas.LinePublic.model_validate(line),
         allocations=operations.allocation_rows(session, line),
+        task_id=task.id if task else None,
     )
     return masked_for(caller.role, result)
 

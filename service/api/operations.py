@@ -343,6 +343,8 @@ def import_upload(
     accept_unbalanced: bool,
     match: bool,
     actor: str,
+    currency: str | None = None,
+    time_zone: str | None = None,
     index_cache: IndexCache | None = None,
 ) -> schemas.ImportPublic:
     """Store an uploaded statement file and, with `match`, match its new lines."""
@@ -353,6 +355,8 @@ def import_upload(
         file_name=file_name,
         account=account,
         profile=profile,
+        currency=currency,
+        time_zone=time_zone,
         skip_bad_lines=skip_bad_lines,
         accept_unbalanced=accept_unbalanced,
         actor=actor,

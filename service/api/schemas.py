@@ -428,12 +428,17 @@ class ReverseRequest(RequestModel):
 
 
 class LineResult(BaseModel):
-    """A line after a change, with its rows."""
+    """A line with its rows, as read or after a decision."""
 
     line: LinePublic
     allocations: list[AllocationRow]
     label_id: int | None = None
-    task_id: int | None = None
+    task_id: int | None = Field(
+        default=None,
+        description="The line's review task. A read returns its open task, "
+        "else its latest one; a confirm, change or reverse returns the task "
+        "it closed or opened. None when the line has no review task.",
+    )
 
 
 # Review tasks -------------------------------------------------------------------

@@ -3,13 +3,16 @@
 import csv
 import io
 import time
+from datetime import date
 from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from sqlmodel import Session, select
 
 from models.db import session_scope
+from models.tables import BankAccount, ReviewTask, StatementLine
 from service.app import create_app
 from service.auth import create_api_key
 from service.settings import Settings
@@ -253,6 +256,178 @@ def test_upload_bad_file(client, erp, content, status, code):
 
     assert response.status_code == status
     assert response.json()["code"] == code
+
+
+def test_upload_currency_and_zone_set_new_account(client, erp, engine):
+    text = "line_ref,booking_date,amount\nL1,2025-06-10,18.00\n"
+
+    response = _upload(
+        client,
+        erp,
+        text,
+        account="ACC-DE",
+        currency="EUR",
+        time_zone="Europe/Berlin",
+        match="false",
+    )
+
+    assert response.status_code == 201, response.text
+    with Session(engine) as session:
+        account = session.get(BankAccount, "ACC-DE")
+        line = session.exec(select(StatementLine)).one()
+    assert (account.currency, account.time_zone) == ("EUR", "Europe/Berlin")
+    assert line.currency == "EUR"
+    assert line.anomaly_reasons is None
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code", "detail"),
+    [
+        pytest.param(
+            {"currency": "USD"},
+            409,
+            "account_setup_conflict",
+            "account ACC-DE is stored with currency EUR, but the import gives USD; "
+            "import without a currency, or into another account; nothing was "
+            "imported",
+            id="other-currency",
+        ),
+        pytest.param(
+            {"time_zone": "Asia/Tokyo"},
+            409,
+            "account_setup_conflict",
+            "account ACC-DE is stored with time zone Europe/Berlin, but the import "
+            "gives Asia/Tokyo; import without a time zone, or into another "
+            "account; nothing was imported",
+            id="other-zone",
+        ),
+        pytest.param(
+            {"time_zone": "Europe/Berln"},
+            422,
+            "invalid_account_setup",
+            "time zone 'Europe/Berln' is not found; give an IANA name such as "
+            "Europe/Berlin or Asia/Shanghai",
+            id="unknown-zone",
+        ),
+    ],
+)
+def test_upload_setup_of_stored_account_checked(
+    client, erp, engine, data, status, code, detail
+):
+    with session_scope(engine) as session:
+        session.add(
+            BankAccount(account="ACC-DE", currency="EUR", time_zone="Europe/Berlin")
+        )
+    text = "line_ref,booking_date,amount\nL1,2025-06-10,18.00\n"
+
+    response = _upload(client, erp, text, account="ACC-DE", **data)
+
+    assert response.status_code == status
+    assert response.json() == {"detail": detail, "code": code}
+    with Session(engine) as session:
+        assert session.exec(select(StatementLine)).all() == []
+
+
+def test_upload_lowercase_currency_is_422(client, erp):
+    text = "line_ref,booking_date,amount\nL1,2025-06-10,18.00\n"
+
+    response = _upload(client, erp, text, currency="eur")
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+
+
+def _add_line(session, ref: str, account: str, key: str) -> int:
+    line = StatementLine(
+        account=account,
+        line_ref=ref,
+        dedupe_key=key,
+        booking_date=date(2025, 3, 1),
+        amount=Decimal("18.00"),
+    )
+    session.add(line)
+    session.flush()
+    return line.id
+
+
+def test_find_lines_duplicate_ref_lists_ids(client, erp, engine):
+    with session_scope(engine) as session:
+        first = _add_line(session, "export.csv:1", "ACC-UP", "k1")
+        second = _add_line(session, "export.csv:1", "ACC-UP", "k2")
+
+    response = client.get(
+        "/v1/lines",
+        headers=erp,
+        params={"line_ref": "export.csv:1", "account": "ACC-UP"},
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "code": "ambiguous_line_ref",
+        "detail": f"2 lines have line_ref 'export.csv:1' (line ids {first}, "
+        f"{second}; accounts ACC-UP); get one by its id with GET "
+        f"/v1/lines/{{line_id}}, such as GET /v1/lines/{first}",
+    }
+    for line_id in (first, second):
+        found = client.get(f"/v1/lines/{line_id}", headers=erp)
+        assert found.status_code == 200
+        assert found.json()["line"]["line_ref"] == "export.csv:1"
+
+
+def test_find_lines_duplicate_ref_names_accounts(client, erp, engine):
+    with session_scope(engine) as session:
+        first = _add_line(session, "export.csv:1", "ACC-C10", "k1")
+        second = _add_line(session, "export.csv:1", "ACC-UP", "k2")
+
+    both = client.get("/v1/lines", headers=erp, params={"line_ref": "export.csv:1"})
+    narrowed = client.get(
+        "/v1/lines",
+        headers=erp,
+        params={"line_ref": "export.csv:1", "account": "ACC-UP"},
+    )
+
+    assert both.status_code == 409
+    assert both.json()["detail"].endswith(
+        f"such as GET /v1/lines/{first}, or add account=ACC-C10 to the query"
+    )
+    assert "--" not in both.json()["detail"]
+    assert narrowed.status_code == 200
+    assert [line["id"] for line in narrowed.json()] == [second]
+
+
+def test_find_lines_unknown_ref_is_404(client, erp):
+    response = client.get(
+        "/v1/lines", headers=erp, params={"line_ref": "nope", "account": "ACC-UP"}
+    )
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "code": "line_not_found",
+        "detail": "no stored line has line_ref 'nope' in account ACC-UP",
+    }
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        pytest.param([], None, id="no-task"),
+        pytest.param(["decided", "open", "decided"], 1, id="open-task"),
+        pytest.param(["decided", "closed"], 1, id="latest-task"),
+    ],
+)
+def test_get_line_returns_task_id(client, erp, engine, statuses, expected):
+    with session_scope(engine) as session:
+        line_id = _add_line(session, "L1", "ACC-UP", "k1")
+        tasks = [ReviewTask(line_id=line_id, status=status) for status in statuses]
+        session.add_all(tasks)
+        session.flush()
+        task_ids = [task.id for task in tasks]
+
+    response = client.get(f"/v1/lines/{line_id}", headers=erp)
+
+    assert response.status_code == 200
+    expected_id = None if expected is None else task_ids[expected]
+    assert response.json()["task_id"] == expected_id
 
 
 def test_feed_lists_booked_then_reversed(client, erp):

@@ -1,5 +1,6 @@
 """Memos with line breaks stay in one CSV cell and never start a formula."""
 
+import codecs
 import csv
 import io
 from datetime import date
@@ -36,7 +37,7 @@ def _read_back(text: str) -> list[list[str]]:
 
 def _read_file(path: Path) -> list[list[str]]:
     # newline="" keeps a carriage return inside a cell as it was written.
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         return list(csv.reader(handle))
 
 
@@ -60,6 +61,23 @@ def test_write_csv_quotes_line_breaks(tmp_path):
     assert len(read) == 4
     assert [row[2] for row in read[1:]] == ["'\r=1+1", "a\n=1+1", "'\n@SUM(1)"]
     _assert_no_formula_cell(read)
+
+
+def test_write_csv_file_starts_with_bom(tmp_path):
+    rows = [{"line_ref": "L1", "name": "恒达机械有限公司", "memo": "=1+1"}]
+    out = tmp_path / "names.csv"
+
+    write_csv(rows, ("line_ref", "name", "memo"), out)
+
+    assert out.read_bytes() == (
+        codecs.BOM_UTF8 + "line_ref,name,memo\r\nL1,恒达机械有限公司,'=1+1\r\n".encode()
+    )
+
+
+def test_csv_text_has_no_bom():
+    text = csv_text([{"name": "恒达"}], ("name",))
+
+    assert not text.startswith("\ufeff")
 
 
 def test_csv_text_rows_end_in_crlf():

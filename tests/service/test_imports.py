@@ -23,6 +23,7 @@ from models.tables import (
     StatementLine,
 )
 from service import master
+from service.accounts import AccountSetupConflict, InvalidAccountSetup
 from service.cli import app
 from service.imports import FOREIGN_CURRENCY, import_bytes
 from service.matching import match_lines
@@ -622,3 +623,284 @@ def test_cli_import_accept_unbalanced(cli, tmp_path):
         "unbalanced: batch 1 was accepted with a difference of -20.00"
         in accepted.output
     )
+
+
+# Account currency and time zone ----------------------------------------------------
+
+GERMAN_CSV = (
+    b"Buchungstag;Name Zahlungsbeteiligter;Verwendungszweck;Betrag\n"
+    b"17.06.2025;Kestrel Tools GmbH;SO-4411 Anzahlung;1.250,00\n"
+)
+
+
+def test_import_currency_and_zone_set_new_account(engine, settings):
+    data = _ofx(_ofx_tx("88.00", "FIT-1", posted="20250612230000[0:UTC]"))
+
+    report = _import(
+        engine, settings, data, "tz.ofx", currency="eur", time_zone="Europe/Berlin"
+    )
+
+    [line] = _lines(engine)
+    with Session(engine) as session:
+        account = session.get(BankAccount, "9988776655")
+    assert account.currency == "EUR"
+    assert account.time_zone == "Europe/Berlin"
+    assert line.booking_date == date(2025, 6, 13)
+    assert line.currency == "CNY"
+    assert line.anomaly_reasons == [FOREIGN_CURRENCY]
+    assert report.foreign_currency == ["FIT-1"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(
+            {"currency": "EUR"},
+            "account ACC-DE is stored with currency CNY, but the import gives EUR",
+            id="currency",
+        ),
+        pytest.param(
+            {"time_zone": "Europe/Berlin"},
+            "account ACC-DE is stored with time zone Asia/Shanghai, but the "
+            "import gives Europe/Berlin",
+            id="time-zone",
+        ),
+    ],
+)
+def test_import_setup_differs_from_stored_account(engine, settings, options, message):
+    with session_scope(engine) as session:
+        session.add(BankAccount(account="ACC-DE"))
+
+    with pytest.raises(AccountSetupConflict, match=message):
+        _import(engine, settings, GERMAN_CSV, "de.csv", account="ACC-DE", **options)
+
+    assert _count(engine, StatementLine) == 0
+    assert _count(engine, ImportBatch) == 0
+    with Session(engine) as session:
+        account = session.get(BankAccount, "ACC-DE")
+    assert (account.currency, account.time_zone) == ("CNY", "Asia/Shanghai")
+
+
+def test_import_setup_equal_to_stored_account(engine, settings):
+    with session_scope(engine) as session:
+        session.add(BankAccount(account="ACC-DE", currency="EUR"))
+
+    report = _import(
+        engine, settings, GERMAN_CSV, "de.csv", account="ACC-DE", currency="EUR"
+    )
+
+    [line] = _lines(engine)
+    assert report.lines_new == 1
+    assert (line.amount, line.currency) == (Decimal("1250.00"), "EUR")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param({"currency": "EURO"}, "currency 'EURO' is invalid", id="currency"),
+        pytest.param(
+            {"time_zone": "Europe/Berln"},
+            "time zone 'Europe/Berln' is not found",
+            id="time-zone",
+        ),
+        pytest.param(
+            {"time_zone": "Europe"}, "time zone 'Europe' is not found", id="zone-folder"
+        ),
+    ],
+)
+def test_import_invalid_setup_is_rejected(engine, settings, options, message):
+    with pytest.raises(InvalidAccountSetup, match=message):
+        _import(engine, settings, GERMAN_CSV, "de.csv", account="ACC-DE", **options)
+
+    _nothing_stored(engine)
+
+
+# Line references ------------------------------------------------------------------
+
+
+def _export_csv(*rows: str) -> bytes:
+    body = "".join(row + "\n" for row in rows)
+    return ("Buchungstag;Betrag;Verwendungszweck\n" + body).encode()
+
+
+C10A_EXPORT = _export_csv("01.03.2025;18,00;WRENFIELD CLUB SUBS")
+C10B_EXPORT = _export_csv(
+    "01.04.2025;18,00;WRENFIELD CLUB SUBS", "02.04.2025;20,00;SO-1"
+)
+
+
+def test_import_same_file_name_keeps_refs_unique(engine, settings):
+    first = _import(engine, settings, C10A_EXPORT, "export.csv", account="ACC-C10")
+    second = _import(engine, settings, C10B_EXPORT, "export.csv", account="ACC-C10")
+    again = _import(engine, settings, C10B_EXPORT, "export.csv", account="ACC-C10")
+
+    batch = second.batch_ids[0]
+    refs = [line.line_ref for line in _lines(engine)]
+    assert refs == [
+        "export.csv:1",
+        f"export.csv:1@batch{batch}",
+        f"export.csv:2@batch{batch}",
+    ]
+    assert first.notes == []
+    assert second.notes == [
+        (
+            "account ACC-C10 already has lines with line_ref export.csv:1, so "
+            f"batch {batch} stores its new lines with line_refs ending in "
+            f"@batch{batch}"
+        )
+    ]
+    assert (again.lines_new, again.lines_already_imported) == (0, 2)
+    assert again.notes == []
+
+
+def test_import_same_file_name_other_account_keeps_ref(engine, settings):
+    _import(engine, settings, C10A_EXPORT, "export.csv", account="ACC-C10")
+    _import(engine, settings, C10B_EXPORT, "export.csv", account="ACC-UP")
+
+    lines = _lines(engine)
+    assert [line.line_ref for line in lines] == [
+        "export.csv:1",
+        "export.csv:1",
+        "export.csv:2",
+    ]
+    assert [line.account for line in lines] == ["ACC-C10", "ACC-UP", "ACC-UP"]
+
+
+def test_import_renamed_ref_fits_column(engine, settings):
+    ref = "R" * 200
+    _import(engine, settings, _csv(f"{ref},2025-03-01,1.00,CNY,,,a,"), "a.csv")
+
+    report = _import(engine, settings, _csv(f"{ref},2025-03-02,2.00,CNY,,,b,"), "b.csv")
+
+    suffix = f"@batch{report.batch_ids[0]}"
+    second = _lines(engine)[1]
+    assert second.line_ref == "R" * (200 - len(suffix)) + suffix
+
+
+def test_cli_import_currency_and_zone_create_account(cli, engine, tmp_path):
+    path = tmp_path / "de.csv"
+    path.write_bytes(GERMAN_CSV)
+
+    result = cli(
+        "import",
+        str(path),
+        "--account",
+        "ACC-DE",
+        "--currency",
+        "EUR",
+        "--time-zone",
+        "Europe/Berlin",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "1 line, 1 new" in result.output
+    [line] = _lines(engine)
+    with Session(engine) as session:
+        account = session.get(BankAccount, "ACC-DE")
+    assert (account.currency, account.time_zone) == ("EUR", "Europe/Berlin")
+    assert (line.amount, line.currency) == (Decimal("1250.00"), "EUR")
+    assert line.anomaly_reasons is None
+
+
+def test_cli_import_currency_differs_fails(cli, engine, tmp_path):
+    path = tmp_path / "de.csv"
+    path.write_bytes(GERMAN_CSV)
+    with session_scope(engine) as session:
+        session.add(BankAccount(account="ACC-DE"))
+
+    result = cli("import", str(path), "--account", "ACC-DE", "--currency", "EUR")
+
+    assert result.exit_code == 1
+    assert (
+        "error: account ACC-DE is stored with currency CNY, but the import gives "
+        "EUR; import without a currency, or into another account; nothing was "
+        "imported"
+    ) in result.output
+    assert _count(engine, StatementLine) == 0
+
+
+def _add_line(session: Session, ref: str, account: str, key: str) -> int:
+    line = StatementLine(
+        account=account,
+        line_ref=ref,
+        dedupe_key=key,
+        booking_date=date(2025, 3, 1),
+        amount=Decimal("18.00"),
+        memo="WRENFIELD CLUB SUBS",
+    )
+    session.add(line)
+    session.flush()
+    return line.id
+
+
+def _stored_duplicates(engine) -> list[int]:
+    """Store two lines of ACC-C10 with one line_ref, as older imports did."""
+    with session_scope(engine) as session:
+        return [
+            _add_line(session, "export.csv:1", "ACC-C10", key) for key in ("k1", "k2")
+        ]
+
+
+def test_cli_explain_duplicate_ref_lists_line_ids(cli, engine):
+    first, second = _stored_duplicates(engine)
+
+    result = cli("explain", "export.csv:1", "--account", "ACC-C10")
+
+    assert result.exit_code == 1
+    assert (
+        f"error: 2 lines have line_ref 'export.csv:1' (line ids {first}, {second}; "
+        f"accounts ACC-C10); pick one with --line-id, such as --line-id {first}"
+    ) in result.output
+
+
+def test_cli_explain_duplicate_ref_in_two_accounts(cli, engine):
+    with session_scope(engine) as session:
+        first = _add_line(session, "export.csv:1", "ACC-C10", "k1")
+        second = _add_line(session, "export.csv:1", "ACC-UP", "k2")
+
+    result = cli("explain", "export.csv:1")
+
+    assert result.exit_code == 1
+    assert (
+        f"(line ids {first}, {second}; accounts ACC-C10, ACC-UP); pick one with "
+        f"--line-id, such as --line-id {first}, or name its account with "
+        "--account ACC-C10"
+    ) in result.output
+
+
+def test_cli_explain_line_id_reaches_each_line(cli, engine):
+    first, second = _stored_duplicates(engine)
+    with session_scope(engine) as session:
+        session.get(StatementLine, second).status = "dismissed"
+
+    shown = [cli("explain", "--line-id", str(line_id)) for line_id in (first, second)]
+
+    assert [result.exit_code for result in shown] == [0, 0], shown[1].output
+    assert "export.csv:1  2025-03-01  18.00 CNY" in shown[0].output
+    assert "status new" in shown[0].output
+    assert "status dismissed" in shown[1].output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            [],
+            "missing LINE_REF; name the line by its line_ref or with --line-id",
+            id="neither",
+        ),
+        pytest.param(
+            ["L1", "--line-id", "1"],
+            "give a LINE_REF or --line-id, not both",
+            id="both",
+        ),
+        pytest.param(
+            ["--line-id", "999"], "statement line 999 does not exist", id="unknown-id"
+        ),
+    ],
+)
+def test_cli_explain_bad_line_choice(cli, args, message):
+    result = cli("explain", *args)
+
+    assert result.exit_code == 1
+    assert f"error: {message}" in result.output

@@ -1,9 +1,12 @@
+import codecs
 import csv
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from service.cli import app
 from service.exports import ALLOCATION_COLUMNS
 from service.reconcile import reconcile
 from service.settings import Settings
@@ -23,7 +26,7 @@ def small_case(tmp_path_factory) -> Path:
 
 
 def _read(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -106,3 +109,17 @@ def test_reconcile_mt940_example(tmp_path):
         )
     assert rows[("HB0303001", "SO-25031")]["decision"] == "auto"
     assert rows[("HB0321006", "")]["decision"] == "unmatched"
+
+
+def test_reconcile_cli_csv_starts_with_bom(tmp_path, monkeypatch):
+    monkeypatch.setenv("CASHMATCH_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "allocations.csv"
+
+    result = CliRunner().invoke(
+        app, ["reconcile", str(EXAMPLES / "mt940-march"), "--out", str(out)]
+    )
+
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    assert data.startswith(codecs.BOM_UTF8 + b"line_ref,customer_id,order_id")
+    assert data.count(b"\n") == data.count(b"\r\n") == 8

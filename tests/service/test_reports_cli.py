@@ -1,5 +1,8 @@
 """`cashmatch report` and `cashmatch ledger` on a SQLite file."""
 
+import codecs
+import csv
+import io
 from pathlib import Path
 
 import pytest
@@ -74,6 +77,22 @@ def test_reports_cli_balances_to_xlsx(cli_env):
     assert f"wrote 1 balances rows to {out}" in printed
     sheet = load_workbook(out).active
     assert [cell.value for cell in sheet[2]][:3] == ["C1", "恒达机械有限公司", 800]
+
+
+def test_reports_cli_balances_csv_starts_with_bom(cli_env):
+    _seed(cli_env)
+    _book_to_balance()
+    out = cli_env / "bal.csv"
+
+    _run("report", "balances", "--out", str(out), "--as-of", "2025-09-30")
+
+    data = out.read_bytes()
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    assert data.startswith(codecs.BOM_UTF8)
+    assert data.count(b"\r\n") == 2
+    assert data.count(b"\n") == 2
+    assert rows[0][0] == "\ufeffcustomer_id"
+    assert rows[1][:3] == ["C1", "恒达机械有限公司", "800.00"]
 
 
 def test_reports_cli_reminders_printed(cli_env):

@@ -118,7 +118,7 @@ def test_status_out_csv_is_text(cli_database, tmp_path):
 
     _run("report", "status", "--out", str(out))
 
-    first = out.read_text(encoding="utf-8").splitlines()[0]
+    first = out.read_text(encoding="utf-8-sig").splitlines()[0]
     assert first.startswith("line_ref,customer_id,order_id,target,amount")
 
 

@@ -38,7 +38,7 @@ def _rows(folder: Path, tmp_path: Path) -> dict[str, list[tuple]]:
     out = tmp_path / "allocations.csv"
     reconcile(folder, out=out, settings=Settings(data_dir=tmp_path / "data"))
     found: dict[str, list[tuple]] = {}
-    with out.open(encoding="utf-8") as handle:
+    with out.open(encoding="utf-8-sig") as handle:
         for row in csv.DictReader(handle):
             found.setdefault(row["line_ref"], []).append(
                 (row["customer_id"], row["order_id"], row["target"], row["amount"])
