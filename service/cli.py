@@ -191,10 +191,16 @@ def load_command(
     in a later file updates the same row from an earlier one.
     """
     files = _master_files(paths)
+    loaded = []
     with database() as (session, _settings):
         for kind, path in files:
-            report = _load_master_file(session, kind, path)
-            typer.echo(f"{kind}: {report} ({path})")
+            try:
+                loaded.append((kind, _load_master_file(session, kind, path), path))
+            except CashmatchError as exc:
+                fail(f"{path}: {exc}; nothing was loaded")
+    # Counts are printed only once the transaction has committed.
+    for kind, report, path in loaded:
+        typer.echo(f"{kind}: {report} ({path})")
 
 
 MASTER_KINDS = ("customers", "orders", "invoices")
@@ -310,7 +316,10 @@ def match_command(
     for outcome in outcomes:
         counts[outcome.decision] = counts.get(outcome.decision, 0) + 1
     summary = ", ".join(f"{n} {d}" for d, n in sorted(counts.items())) or "nothing new"
-    typer.echo(f"matched {len(outcomes)} lines with model {model.version}: {summary}")
+    stored = "dry run, nothing stored" if dry_run else "booked and stored"
+    typer.echo(
+        f"matched {len(outcomes)} lines with model {model.version}: {summary} ({stored})"
+    )
 
 
 @app.command("explain")

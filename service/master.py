@@ -152,7 +152,7 @@ def upsert_orders(
         if record.customer_id not in known_customers:
             raise UnknownCustomer(
                 f"order {record.order_id} names customer {record.customer_id!r}, "
-                "which is not loaded; load customers.csv first"
+                "which is not loaded; load or send that customer first"
             )
         order = existing.get(record.order_id)
         if order is None:

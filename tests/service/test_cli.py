@@ -53,6 +53,43 @@ def test_load_then_match_books_lines(cli_env):
     assert "matched 6 lines" in matched.output
 
 
+def test_match_dry_run_says_nothing_stored(cli_env):
+    runner = CliRunner()
+    folder = EXAMPLES / "mt940-march"
+    runner.invoke(app, ["load", str(folder)])
+    runner.invoke(app, ["import", str(folder / "statement.sta")])
+
+    dry = runner.invoke(app, ["match", "--dry-run"])
+    real = runner.invoke(app, ["match"])
+
+    assert dry.exit_code == 0, dry.output
+    assert "matched 6 lines" in dry.output
+    assert "(dry run, nothing stored)" in dry.output
+    assert "matched 6 lines" in real.output
+    assert "(booked and stored)" in real.output
+
+
+def test_load_failure_prints_no_counts(cli_env):
+    folder = cli_env / "erp"
+    folder.mkdir()
+    (folder / "customers.csv").write_text(
+        "customer_id,name\nC1,恒达机械有限公司\n", encoding="utf-8"
+    )
+    (folder / "orders.csv").write_text(
+        "order_id,customer_id,order_date,amount,open_amount\n"
+        "SO-1,ZZ,2025-06-01,100.00,100.00\n",
+        encoding="utf-8",
+    )
+
+    result = CliRunner().invoke(app, ["load", str(folder)])
+
+    assert result.exit_code == 1
+    printed = result.output.splitlines()
+    assert not any(line.startswith("customers: ") for line in printed)
+    assert f"{folder / 'orders.csv'}: order SO-1 names customer 'ZZ'" in result.output
+    assert "nothing was loaded" in result.output
+
+
 def test_users_add_then_sign_in(cli_env):
     from sqlmodel import Session
 

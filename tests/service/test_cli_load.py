@@ -162,7 +162,7 @@ def test_load_rejects_amount_below_paid(cli_database, tmp_path):
 
     assert result.exit_code == 1
     assert (
-        "error: order SO-9501: its amount 700.00 is less than the 727.00 "
+        "orders.csv: order SO-9501: its amount 700.00 is less than the 727.00 "
         "confirmed on it in Cashmatch. Nothing was changed." in result.output
     )
     engine = make_engine(cli_database)
