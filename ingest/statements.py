@@ -91,7 +91,9 @@ def _load(source: Path | bytes, file_name: str | None) -> tuple[bytes, str]:
 def _zone(name: str, file_name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # A folder of the zone database, such as Europe, raises
+        # IsADirectoryError.
         raise ImportFormatError.at(
             file_name, field="timezone", value=name,
             reason="unknown time zone; use an IANA name such as Asia/Shanghai",

@@ -96,6 +96,14 @@ def test_camt_date_time_converted_to_account_zone():
     assert utc.lines[0].booking_date == date(2025, 6, 10)
 
 
+@pytest.mark.parametrize("zone", ["Europe", "Mars/Olympus", "../etc"])
+def test_unknown_time_zone_is_a_format_error(zone):
+    entry = camt_entry("10.00", "A-1")
+
+    with pytest.raises(ImportFormatError, match="unknown time zone"):
+        read_statements(camt053(entry, closing="10.00"), file_name="x.xml", timezone=zone)
+
+
 def test_camt_debit_is_negative_with_creditor():
     entry = camt_entry("42.00", "D-1", mark="DBIT")
 
