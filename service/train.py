@@ -38,7 +38,7 @@ from models.tables import AuditEvent, Label, ModelVersion, utcnow
 from service.cases import case_data, read_history
 from service.settings import Settings
 from training.case import replay_history
-from training.dataset import background_worker, parallel_workers
+from training.dataset import background_job, parallel_workers
 from training.evaluation import (
     DEFAULT_EVAL_SHARE,
     Evaluation,
@@ -312,13 +312,15 @@ def learn(prepared: PreparedTraining, *, workers: int | None = None) -> Learning
             serving=prepared.serving,
             eval_from=prepared.eval_from,
         )
-    with background_worker() as worker:
-        serving = worker.apply_async(
-            evaluate_serving,
-            (labels, prepared.learning, prepared.serving, prepared.eval_from),
-        )
+    with background_job(
+        evaluate_serving,
+        labels,
+        prepared.learning,
+        prepared.serving,
+        prepared.eval_from,
+    ) as serving_result:
         run = run_learning(labels, prepared.learning, eval_from=prepared.eval_from)
-        evaluation, error, seconds = serving.get()
+        evaluation, error, seconds = serving_result()
     beats, reason = compare(
         run.evaluation,
         evaluation,

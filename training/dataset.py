@@ -13,12 +13,13 @@ import os
 import pickle
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -298,15 +299,51 @@ def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
 
 
 @contextmanager
-def background_worker() -> Iterator[multiprocessing.pool.Pool]:
-    """Start one fresh Python process for a job that runs beside the caller.
+def background_job(
+    function: Callable[..., Any], *args: Any
+) -> Iterator[Callable[[], Any]]:
+    """Run `function(*args)` in a fresh Python process beside the caller.
 
-    It is spawned for the reason `worker_pool` gives. Leaving the block
-    terminates it, so an error in the caller does not wait for the job.
+    Yields a function that waits for the job's result and returns it. The
+    process is spawned for the reason `worker_pool` gives. Leaving the block
+    ends the process, so an error in the caller does not wait for the job.
     """
     context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        yield pool
+    reader, writer = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_run_job, args=(writer, function, args), daemon=True
+    )
+    process.start()
+    writer.close()
+    try:
+        yield lambda: _job_result(reader, process)
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+        reader.close()
+
+
+def _run_job(writer, function: Callable[..., Any], args: tuple) -> None:
+    try:
+        outcome = (True, function(*args))
+    except Exception as exc:  # noqa: BLE001 - the caller raises it
+        outcome = (False, f"{type(exc).__name__}: {exc}")
+    writer.send(outcome)
+    writer.close()
+
+
+def _job_result(reader, process) -> Any:
+    while not reader.poll(1.0):
+        if not process.is_alive() and not reader.poll():
+            raise RuntimeError(
+                f"the background job ended with exit code {process.exitcode} "
+                "and no result; see the log above for its error"
+            )
+    done, value = reader.recv()
+    if not done:
+        raise RuntimeError(f"the background job failed: {value}")
+    return value
 
 
 def block_starts(count: int, blocks: int) -> list[int]:
