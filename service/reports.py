@@ -327,7 +327,8 @@ def _unused_balances(
     session: Session, as_of: date, unused_days: int, names: dict[str, str]
 ) -> list[CustomerAnomaly]:
     found = []
-    for customer_id, layers in ledger.balance_layers(session).items():
+    layers_by_customer = ledger.balance_layers(session, booked_to=as_of)
+    for customer_id, layers in layers_by_customer.items():
         total = sum((layer.amount for layer in layers), ZERO)
         old = [
             layer

@@ -239,6 +239,26 @@ def test_reports_unused_balance_anomaly(engine):
     assert later == []
 
 
+def test_reports_unused_balance_as_of_earlier_day(engine):
+    _seed_dated_balances(engine)
+
+    with Session(engine) as session:
+        found = reports.customer_anomalies(
+            session, as_of=date(2025, 5, 1), unused_days=10
+        )
+        reminders = reports.reminder_rows(
+            session, as_of=date(2025, 5, 1), unused_days=10
+        )
+
+    [anomaly] = found
+    assert (anomaly.customer_id, anomaly.kind) == ("C1", "unused_balance")
+    assert anomaly.amount == _money("100.00")
+    assert anomaly.age_days == 16
+    assert [(row["customer_id"], row["amount"]) for row in reminders] == [
+        ("C1", _money("100.00"))
+    ]
+
+
 def test_reports_duplicate_awaiting_refund(engine):
     _customers(engine)
     ids = _import(
