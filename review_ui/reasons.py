@@ -73,6 +73,14 @@ LINE_STATUSES = {
     "fee": "银行手续费",
 }
 
+# The ageing buckets of the balances report.
+AGE_BUCKETS = {
+    "days_0_30": "0–30 天",
+    "days_31_60": "31–60 天",
+    "days_61_90": "61–90 天",
+    "days_over_90": "90 天以上",
+}
+
 ORDER_STATUSES = {
     "open": "未结",
     "partly_paid": "部分付款",

@@ -30,6 +30,7 @@ from models.db import session_scope
 from models.errors import CashmatchError
 from models.money import ZERO, to_money
 from review_ui.reasons import (
+    AGE_BUCKETS,
     ANOMALIES,
     ANOMALY_LEVELS,
     CUSTOMER_ANOMALIES,
@@ -65,6 +66,22 @@ COLUMN_KEYS = {
     "kind": "col_kind",
     "counterparty_name": "col_counterparty",
     "decision": "col_decision",
+    "name": "col_name",
+    "balance": "col_balance_total",
+    "days_0_30": "col_days_0_30",
+    "days_31_60": "col_days_31_60",
+    "days_61_90": "col_days_61_90",
+    "days_over_90": "col_days_over_90",
+    "oldest_day": "col_oldest_day",
+    "age_days": "col_age_days",
+    "since": "col_since",
+    "level": "col_level",
+    "detail": "col_detail_report",
+    "identified": "col_identified",
+    "candidate_customer_id": "col_candidate",
+    "direction": "col_direction",
+    "request_id": "col_request_id",
+    "account": "col_account_report",
 }
 UNMATCHED_SHOWN = (
     "line_ref",
@@ -136,13 +153,15 @@ def frame(rows: list[dict], columns, language: str) -> pd.DataFrame:
     headers = [
         text(COLUMN_KEYS[c], language) if c in COLUMN_KEYS else c for c in columns
     ]
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    cells = [[_cell(row.get(column), language) for column in columns] for row in rows]
     return pd.DataFrame(cells, columns=headers)
 
 
-def _cell(value) -> str:
+def _cell(value, language: str) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return text("yes" if value else "no", language)
     if isinstance(value, Decimal):
         return f"{value:.2f}"
     return str(value)
@@ -201,7 +220,7 @@ def reports_view(
         unidentified=f"{totals['unidentified_in']:.2f}",
     )
     return ReportsView(
-        ageing=_ageing_chart(balances),
+        ageing=_ageing_chart(balances, language),
         anomalies=_anomaly_chart(anomalies, language),
         balances=frame(balances, reports.BALANCE_COLUMNS, language),
         reminders=frame(
@@ -229,13 +248,13 @@ def _options(
     )
 
 
-def _ageing_chart(balances: list[dict]) -> pd.DataFrame:
+def _ageing_chart(balances: list[dict], language: str) -> pd.DataFrame:
     totals = reports.ageing_totals(balances)
     # The chart needs numbers to draw bars; the amounts are converted to
     # float here for drawing only, and every table keeps the exact Decimal.
     return pd.DataFrame(
         {
-            "bucket": list(totals),
+            "bucket": [code_text(AGE_BUCKETS, name, language) for name in totals],
             "amount": [float(amount) for amount in totals.values()],
         }
     )

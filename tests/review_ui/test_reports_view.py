@@ -120,7 +120,7 @@ def test_reports_view_codes_in_chinese(ledger_db, settings):
         "重复付款待退款",
         "重复付款待退款",
     ]
-    assert list(view.reminders["detail"])[1:] == [
+    assert list(view.reminders["详情"])[1:] == [
         "在预付款余额中",
         "已标记待退款，申请待审批",
     ]
@@ -152,14 +152,14 @@ def test_customer_view_codes_in_chinese(ledger_db, settings):
     view = tab.customer_view(ledger_db, settings, "C1", as_of=AS_OF, language="zh")
 
     assert list(view.entries["类型"]) == ["收款入余额"]
-    assert list(view.anomalies["level"]) == ["客户", "客户", "流水", "流水"]
+    assert list(view.anomalies["层级"]) == ["客户", "客户", "流水", "流水"]
     assert list(view.anomalies["类型"]) == [
         "重复付款待退款",
         "余额长期未用",
         "something_new",
         "疑似重复付款",
     ]
-    assert list(view.anomalies["detail"])[2:] == [
+    assert list(view.anomalies["详情"])[2:] == [
         "L3 2025-09-02 on_hold",
         "L1 2025-06-10 已分配",
     ]
@@ -242,3 +242,30 @@ def test_request_message_in_english(ledger_db, settings):
 
     request_id = _request_id(requested)
     assert requested == f"Request {request_id} (write_off 1500.00): pending"
+
+
+def test_reports_view_headers_and_buckets_in_chinese(ledger_db, settings):
+    chinese = _reports(ledger_db, settings, "zh")
+    english = _reports(ledger_db, settings, "en")
+
+    assert list(chinese.balances.columns) == [
+        "客户",
+        "客户名称",
+        "余额",
+        "0–30 天",
+        "31–60 天",
+        "61–90 天",
+        "90 天以上",
+        "最早入账日",
+        "账龄（天）",
+    ]
+    assert list(chinese.ageing["bucket"]) == [
+        "0–30 天",
+        "31–60 天",
+        "61–90 天",
+        "90 天以上",
+    ]
+    assert set(chinese.unmatched["已识别付款人"]) <= {"是", "否"}
+    assert len(chinese.unmatched) > 0
+    assert list(english.balances.columns)[1:4] == ["name", "balance", "days_0_30"]
+    assert list(english.ageing["bucket"])[0] == "days_0_30"
