@@ -8,12 +8,12 @@ compares the result with the generator's truth and with the baseline.
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from models.money import ZERO
 from models.tables import Allocation, StatementLine
 from service.cases import (
     case_data,
@@ -117,12 +117,12 @@ def _money_summary(session: Session, lines: list[StatementLine]) -> str:
     }
     return (
         f"money in: {len(incoming)} lines, {_total(line.amount for line in incoming)}; "
-        f"booked to orders {_total([booked.get('order', 0)])}, to prepayment "
-        f"balances {_total([booked.get('balance', 0)])}; waiting for a clerk "
+        f"booked to orders {_total([booked.get('order', ZERO)])}, to prepayment "
+        f"balances {_total([booked.get('balance', ZERO)])}; waiting for a clerk "
         f"{len(waiting['review'])} lines, {_total(waiting['review'])}; unmatched "
         f"{len(waiting['unmatched'])} lines, {_total(waiting['unmatched'])}"
     )
 
 
 def _total(amounts) -> str:
-    return f"{sum(amounts, Decimal('0.00')):,.2f}"
+    return f"{sum(amounts, ZERO):,.2f}"

@@ -293,8 +293,8 @@ def store_statements(
 
     A line whose de-duplication key is already stored for its account is
     counted as already imported and not stored again. With
-    `unique_line_refs`, a batch whose line_refs are taken by stored lines
-    of the account stores its new lines with `@batch<id>` appended to each
+    `unique_line_refs`, a batch whose line_refs stored lines of the account
+    already use stores its new lines with `@batch<id>` appended to each
     line_ref. Each batch gets an audit event listing its counts, skipped
     lines and notes; an unbalanced statement accepted on request gets one
     more. A new account gets the currency and time zone of `setup`.
@@ -424,23 +424,23 @@ def _distinct_line_refs(
 
     Every new line of the batch gets the suffix, not only the colliding
     ones, so the line_refs of one file keep one form. Returns a note for
-    the report, or nothing when no line_ref was taken.
+    the report, or nothing when no line_ref collides.
 
     NOTE: two imports that run at the same time on PostgreSQL do not see
     each other's lines, so both may keep a line_ref such as `export.csv:1`.
     """
-    taken = _stored_line_refs(session, account, [row["line_ref"] for row in rows])
-    if not taken:
+    colliding = _stored_line_refs(session, account, [row["line_ref"] for row in rows])
+    if not colliding:
         return []
 
     suffix = f"@batch{batch_id}"
     limit = StatementLine.__table__.c.line_ref.type.length
     for row in rows:
         row["line_ref"] = row["line_ref"][: limit - len(suffix)] + suffix
-    shown = ", ".join(sorted(taken)[:3])
-    more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+    examples = ", ".join(sorted(colliding)[:3])
+    more = f" and {len(colliding) - 3} more" if len(colliding) > 3 else ""
     note = (
-        f"account {account} already has lines with line_ref {shown}{more}, so "
+        f"account {account} already has lines with line_ref {examples}{more}, so "
         f"batch {batch_id} stores its new lines with line_refs ending in {suffix}"
     )
     return [note]
@@ -448,14 +448,14 @@ def _distinct_line_refs(
 
 def _stored_line_refs(session: Session, account: str, refs: list[str]) -> set[str]:
     """Return the line_refs of `refs` that stored lines of the account use."""
-    taken: set[str] = set()
+    colliding: set[str] = set()
     for start in range(0, len(refs), QUERY_CHUNK):
         query = select(StatementLine.line_ref).where(
             StatementLine.account == account,
             StatementLine.line_ref.in_(refs[start : start + QUERY_CHUNK]),
         )
-        taken.update(session.exec(query).all())
-    return taken
+        colliding.update(session.exec(query).all())
+    return colliding
 
 
 def _fit_columns(

@@ -224,22 +224,30 @@ def _check_customer_changes(
 
 def _paid_to_orders(session: Session, order_ids: list[str]) -> dict[str, Decimal]:
     """Return what confirmed allocations and balance applications put on orders."""
-    paid: dict[str, Decimal] = {}
+    paid = _confirmed_on_orders(session, order_ids, BOOKED_TARGETS)
+    applied = ledger.applied_since(session, order_ids, EPOCH)
+    for order_id, amount in applied.items():
+        paid[order_id] = paid.get(order_id, ZERO) + amount
+    return paid
+
+
+def _confirmed_on_orders(
+    session: Session, order_ids: list[str], targets: tuple[str, ...]
+) -> dict[str, Decimal]:
+    """Return the sum of confirmed allocations of `targets` on each order."""
+    found: dict[str, Decimal] = {}
     for start in range(0, len(order_ids), 500):
         query = (
             select(Allocation.order_id, func.sum(Allocation.amount))
             .where(
                 Allocation.order_id.in_(order_ids[start : start + 500]),
                 Allocation.status == "confirmed",
-                Allocation.target.in_(BOOKED_TARGETS),
+                Allocation.target.in_(targets),
             )
             .group_by(Allocation.order_id)
         )
-        paid.update(session.exec(query).all())
-    applied = ledger.applied_since(session, order_ids, EPOCH)
-    for order_id, amount in applied.items():
-        paid[order_id] = paid.get(order_id, ZERO) + amount
-    return paid
+        found.update(session.exec(query).all())
+    return found
 
 
 def _check_over_allocation(
@@ -259,7 +267,8 @@ def _check_over_allocation(
     updates = [record for record in records if record.order_id in existing]
     cancelled_ids = [record.order_id for record in updates if _cancels(record)]
     updated_ids = [record.order_id for record in updates if not _cancels(record)]
-    fees = _fees_on_orders(session, cancelled_ids)
+    # A cancellation keeps the fee allocations on the order.
+    fees = _confirmed_on_orders(session, cancelled_ids, ("fee",))
     paid = _paid_to_orders(session, updated_ids)
 
     problems = []
@@ -309,23 +318,6 @@ def _over_allocation_message(problems: list[str]) -> str:
         "Cashmatch's bookings or with the right amount and open amount, or "
         "reverse its allocations and balance applications first"
     )
-
-
-def _fees_on_orders(session: Session, order_ids: list[str]) -> dict[str, Decimal]:
-    """Return the confirmed fee allocations on orders, which a cancellation keeps."""
-    fees: dict[str, Decimal] = {}
-    for start in range(0, len(order_ids), 500):
-        query = (
-            select(Allocation.order_id, func.sum(Allocation.amount))
-            .where(
-                Allocation.order_id.in_(order_ids[start : start + 500]),
-                Allocation.status == "confirmed",
-                Allocation.target == "fee",
-            )
-            .group_by(Allocation.order_id)
-        )
-        fees.update(session.exec(query).all())
-    return fees
 
 
 def _orders_by_id(session: Session, order_ids: list[str]) -> dict[str, SalesOrder]:

@@ -873,12 +873,14 @@ def test_cli_explain_line_id_reaches_each_line(cli, engine):
     with session_scope(engine) as session:
         session.get(StatementLine, second).status = "dismissed"
 
-    shown = [cli("explain", "--line-id", str(line_id)) for line_id in (first, second)]
+    explained = [
+        cli("explain", "--line-id", str(line_id)) for line_id in (first, second)
+    ]
 
-    assert [result.exit_code for result in shown] == [0, 0], shown[1].output
-    assert "export.csv:1  2025-03-01  18.00 CNY" in shown[0].output
-    assert "status new" in shown[0].output
-    assert "status dismissed" in shown[1].output
+    assert [result.exit_code for result in explained] == [0, 0], explained[1].output
+    assert "export.csv:1  2025-03-01  18.00 CNY" in explained[0].output
+    assert "status new" in explained[0].output
+    assert "status dismissed" in explained[1].output
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,7 @@ def test_cache_sees_change_committed_after_later_syncs(engine, settings, monkeyp
     assert _open(cache, engine, settings, "SO-1") == 50_000
 
 
-def test_sync_reads_again_only_a_margin_when_no_transaction_is_open(engine):
+def test_sync_window_without_open_transactions(engine):
     with session_scope(engine) as session:
         read_again = index_module._read_again(session)
     if engine.dialect.name == "postgresql":
